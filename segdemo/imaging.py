@@ -1,0 +1,210 @@
+"""Every input image passes through here before a model sees it.
+
+``prepare_image`` turns whatever a user uploads into an RGB ``uint8`` array the models can
+take: it applies EXIF orientation, flattens transparency, maps 16-bit, palette, grayscale and
+CMYK images to RGB, refuses what cannot be read with a sentence a user can act on, and
+downscales large photos to a working size. The returned ``PreparedImage`` carries the
+coordinate mapping that goes with that resize, so clicks and masks travel between the
+original image's pixels and the working image's pixels.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+MAX_SIDE = 1024  # working resolution: every model here is fast and accurate at this size
+MIN_SIDE = 32  # the patch classifier's window; smaller images hold nothing to segment
+MAX_INPUT_PIXELS = 20_000 * 20_000  # larger files are refused before they are decoded
+Image.MAX_IMAGE_PIXELS = MAX_INPUT_PIXELS
+
+
+class ImageInputError(ValueError):
+    """The input cannot be used as an image; the message tells the user what to do."""
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    """A working-size RGB image and the mapping back to the uploaded image's pixels.
+
+    ``pixels`` is ``HxWx3 uint8``; ``original_size`` is ``(height, width)`` of the upload
+    after EXIF orientation. Coordinates are ``(x, y)`` in pixels.
+    """
+
+    pixels: np.ndarray
+    original_size: tuple[int, int]
+    notes: tuple[str, ...] = ()
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.pixels.shape[0], self.pixels.shape[1]
+
+    @property
+    def scale_xy(self) -> tuple[float, float]:
+        """Working pixels per original pixel along x and y (1.0 when not resized)."""
+        (h, w), (oh, ow) = self.size, self.original_size
+        return w / ow, h / oh
+
+    @property
+    def resized(self) -> bool:
+        return self.size != self.original_size
+
+    def to_working(self, points: np.ndarray) -> np.ndarray:
+        """``Nx2`` (x, y) in original pixels -> working pixels."""
+        sx, sy = self.scale_xy
+        return np.asarray(points, dtype=np.float64) * np.array([sx, sy])
+
+    def to_original(self, points: np.ndarray) -> np.ndarray:
+        """``Nx2`` (x, y) in working pixels -> original pixels."""
+        sx, sy = self.scale_xy
+        return np.asarray(points, dtype=np.float64) / np.array([sx, sy])
+
+    def mask_to_original(self, mask: np.ndarray) -> np.ndarray:
+        """A working-size ``HxW`` mask or label map resized (nearest) to the original size."""
+        if not self.resized:
+            return mask
+        oh, ow = self.original_size
+        return np.asarray(Image.fromarray(mask).resize((ow, oh), Image.NEAREST))
+
+    @property
+    def digest(self) -> str:
+        return pixel_digest(self.pixels)
+
+
+def pixel_digest(pixels: np.ndarray) -> str:
+    """A content hash of an image array, independent of the file it came from."""
+    h = hashlib.sha1(str(pixels.shape).encode())
+    h.update(np.ascontiguousarray(pixels).tobytes())
+    return h.hexdigest()
+
+
+def prepare_image(source, max_side: int = MAX_SIDE) -> PreparedImage:
+    """Read a file path, PIL image or ``HxW[xC]`` array into a ``PreparedImage``.
+
+    Raises ImageInputError for anything a user could upload that is not a usable image.
+    """
+    if source is None:
+        raise ImageInputError("No image was given: upload an image or pick an example.")
+    if isinstance(source, np.ndarray):
+        image = _array_to_pil(source)
+    elif isinstance(source, Image.Image):
+        image = source
+    else:
+        image = _open(Path(source))
+    orientation = image.getexif().get(0x0112, 1) if hasattr(image, "getexif") else 1
+    width, height = image.size
+    if orientation in (5, 6, 7, 8):  # these EXIF orientations swap width and height
+        width, height = height, width
+    _check_size(width, height)
+    if image.format == "JPEG" and max(width, height) > 2 * max_side:
+        image.draft("RGB", (max_side, max_side))  # decode a smaller JPEG directly: fast, low memory
+    try:
+        image = ImageOps.exif_transpose(image)
+        rgb, notes = _to_rgb(image)
+    except (OSError, ValueError, SyntaxError) as err:
+        raise ImageInputError(
+            f"The image file is damaged or truncated and could not be decoded ({err})."
+        ) from err
+    rgb, resize_note = _limit_size(rgb, (height, width), max_side)
+    return PreparedImage(np.asarray(rgb), (height, width), notes + resize_note)
+
+
+def _open(path: Path) -> Image.Image:
+    if not path.is_file():
+        raise ImageInputError(f"The file {path.name} does not exist.")
+    if path.stat().st_size == 0:
+        raise ImageInputError("The file is empty (0 bytes): upload a PNG, JPEG or WebP image.")
+    try:
+        return Image.open(path)
+    except Image.DecompressionBombError as err:
+        raise ImageInputError(_too_large_message()) from err
+    except (UnidentifiedImageError, OSError) as err:
+        raise ImageInputError(
+            "This file is not an image that can be read: upload a PNG, JPEG, WebP, BMP or TIFF."
+        ) from err
+
+
+def _too_large_message() -> str:
+    return f"The image is larger than {MAX_INPUT_PIXELS // 1_000_000} megapixels; resize it first."
+
+
+def _check_size(width: int, height: int) -> None:
+    if width * height > MAX_INPUT_PIXELS:
+        raise ImageInputError(_too_large_message())
+    if min(width, height) < MIN_SIDE:
+        raise ImageInputError(
+            f"The image is {width}×{height} pixels; segdemo needs at least "
+            f"{MIN_SIDE}×{MIN_SIDE} pixels to find anything in it."
+        )
+
+
+def _array_to_pil(array: np.ndarray) -> Image.Image:
+    array = np.asarray(array)
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
+        raise ImageInputError(f"An image array must be HxW, HxWx3 or HxWx4, not {array.shape}.")
+    if array.dtype != np.uint8:
+        array = _to_uint8(array.astype(np.float64))
+    return Image.fromarray(array)
+
+
+def _to_uint8(values: np.ndarray) -> np.ndarray:
+    """Map a high-bit-depth or float image to 0..255, keeping its contrast."""
+    if not np.isfinite(values).all():
+        values = np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
+    top = values.max(initial=0.0)
+    if top <= 1.0:
+        scale = 255.0  # floats in [0, 1]
+    elif top <= 255.0:
+        scale = 1.0
+    else:
+        scale = 255.0 / 65535.0 if top <= 65535.0 else 255.0 / top
+    return np.clip(values * scale + 0.5, 0, 255).astype(np.uint8)
+
+
+def _to_rgb(image: Image.Image) -> tuple[Image.Image, tuple[str, ...]]:
+    notes: tuple[str, ...] = ()
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        return Image.fromarray(_to_uint8(np.asarray(image, dtype=np.float64))).convert("RGB"), (
+            "High-bit-depth image mapped to 8 bits per channel.",
+        )
+    if image.mode in ("P", "PA"):
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        if rgba.getextrema()[3][0] < 255:
+            notes = ("Transparent areas were flattened onto white.",)
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB"), notes
+    return image.convert("RGB"), notes
+
+
+def _limit_size(
+    image: Image.Image, original_size: tuple[int, int], max_side: int
+) -> tuple[Image.Image, tuple[str, ...]]:
+    height, width = original_size
+    longest = max(image.size)
+    if longest <= max_side and image.size == (width, height):
+        return image, ()
+    factor = min(1.0, max_side / max(width, height))
+    target = (max(1, round(width * factor)), max(1, round(height * factor)))
+    if image.size != target:
+        image = image.resize(target, Image.BILINEAR, reducing_gap=2.0)
+    note = (
+        f"Downscaled from {width}×{height} to {target[0]}×{target[1]} pixels for processing; "
+        "downloads are in the original image's pixels.",
+    )
+    return image, note
+
+
+def save_png(array: np.ndarray, stem: str = "mask") -> str:
+    """Write an array as a lossless PNG in a fresh temporary file and return its path."""
+    with tempfile.NamedTemporaryFile(prefix=f"segdemo-{stem}-", suffix=".png", delete=False) as f:
+        Image.fromarray(array).save(f, format="PNG")
+        return f.name

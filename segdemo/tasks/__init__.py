@@ -1,0 +1,1 @@
+"""Pure inference: numpy in, numpy or dataclasses out. Nothing here imports gradio."""

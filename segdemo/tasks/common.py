@@ -1,0 +1,21 @@
+"""Conversions between numpy images and model tensors."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def to_tensor(pixels: np.ndarray) -> torch.Tensor:
+    """``HxWx3 uint8`` -> ``1x3xHxW float32`` in [0, 1]."""
+    array = np.ascontiguousarray(pixels, dtype=np.uint8)
+    return torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
+
+
+def batch_to_tensor(images: list[np.ndarray]) -> torch.Tensor:
+    """``B`` images of the same ``HxWx3 uint8`` shape -> ``Bx3xHxW float32`` in [0, 1]."""
+    return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div_(255.0)
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(logits, -30, 30)))

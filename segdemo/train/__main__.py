@@ -1,0 +1,31 @@
+"""``python -m segdemo.train NAME``: reproduce a shipped weights file from scratch."""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from segdemo.train import flowers
+
+TRAINERS = {name: flowers.train for name in flowers.RECIPES}
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("name", choices=sorted(TRAINERS), help="registered model to train")
+    parser.add_argument("--steps", type=int, default=None, help="optimiser steps (default: recipe)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for initialisation and sampling")
+    parser.add_argument("--resume", action="store_true", help="continue from checkpoints/NAME.pt")
+    parser.add_argument("--out", default=None, help="weights file to write (default: weights/)")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads for torch")
+    return parser
+
+
+def main(args: argparse.Namespace) -> None:
+    torch.set_num_threads(args.threads)
+    TRAINERS[args.name](args.name, args.steps, args.seed, args.resume, args.out)
+
+
+if __name__ == "__main__":
+    main(get_args_parser().parse_args())
