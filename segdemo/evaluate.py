@@ -17,7 +17,7 @@ import torch
 from segdemo.data.flowers import make_flowers
 from segdemo.metrics import PooledIoU
 from segdemo.registry import is_available, load_model
-from segdemo.tasks.common import sigmoid, to_tensor
+from segdemo.tasks.common import run_on_pixels, sigmoid
 from segdemo.tasks.patch_classify import classify_segment
 from segdemo.weights import REPO_ROOT
 
@@ -38,7 +38,7 @@ def flower_probability(name: str, model: torch.nn.Module, pixels: np.ndarray) ->
     """Full-resolution flower probability (HxW) of one flower model."""
     if name == "patch_classifier":
         return classify_segment(pixels, model).probability
-    return sigmoid(model(to_tensor(pixels))[0, 0].numpy())
+    return sigmoid(run_on_pixels(model, pixels))
 
 
 @torch.no_grad()

@@ -105,6 +105,7 @@ def prepare_image(source, max_side: int = MAX_SIDE) -> PreparedImage:
         image.draft("RGB", (max_side, max_side))  # decode a smaller JPEG directly: fast, low memory
     try:
         image = ImageOps.exif_transpose(image)
+        image = _shrink_early(image, max_side)
         rgb, notes = _to_rgb(image)
     except (OSError, ValueError, SyntaxError) as err:
         raise ImageInputError(
@@ -112,6 +113,20 @@ def prepare_image(source, max_side: int = MAX_SIDE) -> PreparedImage:
         ) from err
     rgb, resize_note = _limit_size(rgb, (height, width), max_side)
     return PreparedImage(np.asarray(rgb), (height, width), notes + resize_note)
+
+
+def _shrink_early(image: Image.Image, max_side: int) -> Image.Image:
+    """Box-reduce a huge image by an integer factor before any mode conversion.
+
+    Converting first would triple the memory of a 20000×20000 grayscale or palette image; the
+    exact resize to the working size happens later, on the smaller image.
+    """
+    factor = max(image.size) // (2 * max_side)
+    if factor < 2:
+        return image
+    if image.mode not in ("L", "RGB", "RGBA", "I", "F"):
+        image = image.convert("RGBA" if "A" in image.mode or image.mode == "P" else "L")
+    return image.reduce(factor)
 
 
 def _open(path: Path) -> Image.Image:

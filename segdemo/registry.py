@@ -64,6 +64,7 @@ _SPECS: dict[str, ModelSpec] = {}
 _LOADED: dict[tuple[str, str], torch.nn.Module] = {}
 _LOAD_LOCKS: dict[tuple[str, str], threading.Lock] = {}
 _GLOBAL_LOCK = threading.Lock()
+_DEFAULT_DEVICE = ["cpu"]  # set once at start-up by app.py --device
 # Registration happens as a side effect of importing the model modules.
 _MODEL_MODULES = ("segdemo.models",)
 
@@ -86,8 +87,15 @@ def register_model(
         if key in _SPECS:
             raise ValueError(f"model {key!r} is registered twice")
         _SPECS[key] = ModelSpec(
-            key, task, builder, description, weights, checkpoints, download_url,
-            known_params, data,
+            key,
+            task,
+            builder,
+            description,
+            weights,
+            checkpoints,
+            download_url,
+            known_params,
+            data,
         )
         return builder
 
@@ -179,6 +187,12 @@ def _count_parameters(path) -> int:
     return total
 
 
+def set_default_device(device: str) -> None:
+    """The device ``load_model`` uses when none is named (``app.py --device``)."""
+    torch.device(device)  # raises for a malformed name before anything is stored
+    _DEFAULT_DEVICE[0] = device
+
+
 def build_model(name: str, **config: Any) -> torch.nn.Module:
     """A fresh model with random weights, built from ``config`` (the builder's defaults)."""
     return get_spec(name).builder(**config)
@@ -187,7 +201,7 @@ def build_model(name: str, **config: Any) -> torch.nn.Module:
 def load_model(name: str, device: str | torch.device | None = None) -> torch.nn.Module:
     """The trained model in eval mode, loaded once per (name, device) and shared."""
     spec = get_spec(name)
-    device = torch.device(device or "cpu")
+    device = torch.device(device or _DEFAULT_DEVICE[0])
     key = (name, str(device))
     with _GLOBAL_LOCK:
         if key in _LOADED:

@@ -192,7 +192,9 @@ def _lighting(rng, image: np.ndarray) -> np.ndarray:
     return image
 
 
-def make_flowers(index: int, split: str = "train", size: tuple[int, int] = (128, 128)) -> FlowerImage:
+def make_flowers(
+    index: int, split: str = "train", size: tuple[int, int] = (128, 128)
+) -> FlowerImage:
     """One procedural flower photo of ``size = (height, width)`` and its exact flower mask."""
     rng = rng_for(index, split)
     h, w = size

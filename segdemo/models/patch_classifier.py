@@ -38,8 +38,12 @@ class PatchClassifier(nn.Module):
         super().__init__()
         self.config = PatchClassifierConfig(width, hidden)
         self.features = nn.Sequential(
-            _conv(3, width), _conv(width, width), nn.MaxPool2d(2),  # 32 -> 28 -> 14
-            _conv(width, 2 * width), _conv(2 * width, 2 * width), nn.MaxPool2d(2),  # 14 -> 10 -> 5
+            _conv(3, width),
+            _conv(width, width),
+            nn.MaxPool2d(2),  # 32 -> 28 -> 14
+            _conv(width, 2 * width),
+            _conv(2 * width, 2 * width),
+            nn.MaxPool2d(2),  # 14 -> 10 -> 5
         )
         self.feature_side = 5
         self.dense = nn.Linear(2 * width * self.feature_side**2, hidden)
@@ -89,7 +93,7 @@ def output_size(side: int) -> int:
 @register_model(
     task="classification-as-segmentation",
     weights="patch_classifier.safetensors",
-    description="Convnet trained on 32×32 patches (flower / not flower), run fully convolutionally.",
+    description="Convnet trained on 32×32 patches (flower or not), run fully convolutionally.",
     data="procedural flowers, 32×32 patches",
 )
 def patch_classifier(**config) -> PatchClassifier:

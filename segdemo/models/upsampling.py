@@ -43,8 +43,12 @@ class Encoder(nn.Module):
     def __init__(self, width: int):
         super().__init__()
         self.layers = nn.Sequential(
-            conv_bn_relu(3, width), conv_bn_relu(width, width), nn.MaxPool2d(2),
-            conv_bn_relu(width, 2 * width), conv_bn_relu(2 * width, 2 * width), nn.MaxPool2d(2),
+            conv_bn_relu(3, width),
+            conv_bn_relu(width, width),
+            nn.MaxPool2d(2),
+            conv_bn_relu(width, 2 * width),
+            conv_bn_relu(2 * width, 2 * width),
+            nn.MaxPool2d(2),
             conv_bn_relu(2 * width, 4 * width),
             conv_bn_relu(4 * width, 4 * width, dilation=2),
             conv_bn_relu(4 * width, 4 * width, dilation=4),
@@ -110,7 +114,7 @@ def upsample_transposed(**config) -> UpsampleNet:
 @register_model(
     task="upsampling",
     weights="upsample_bilinear.safetensors",
-    description="The same encoder + decoder, upsampling by convolution then bilinear interpolation.",
+    description="The same encoder + decoder, upsampling by a convolution then bilinear.",
     data="procedural flowers, full masks",
 )
 def upsample_bilinear(**config) -> UpsampleNet:

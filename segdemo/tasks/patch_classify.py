@@ -9,7 +9,7 @@ import torch
 
 from segdemo.models.patch_classifier import PATCH, STRIDE, PatchClassifier
 from segdemo.registry import load_model
-from segdemo.tasks.common import sigmoid, to_tensor
+from segdemo.tasks.common import run_on_pixels, sigmoid
 
 # Output cell (i, j) classifies the window whose top-left pixel is (4i, 4j); its label came
 # from the window's central 4×4 block, which starts 14 pixels in.
@@ -27,7 +27,7 @@ class PatchSegmentation:
 def classify_segment(pixels: np.ndarray, model: PatchClassifier | None = None) -> PatchSegmentation:
     """``HxWx3 uint8`` (H, W >= 32) -> the classifier's low-resolution and full-size maps."""
     model = model if model is not None else load_model("patch_classifier")
-    logits = model.to_fully_convolutional()(to_tensor(pixels))[0, 0].numpy()
+    logits = run_on_pixels(model.to_fully_convolutional(), pixels)
     probability_map = sigmoid(logits).astype(np.float32)
     h, w = pixels.shape[:2]
     return PatchSegmentation(

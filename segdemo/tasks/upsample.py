@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from segdemo.models.upsampling import DOWNSAMPLING
 from segdemo.registry import load_model
-from segdemo.tasks.common import sigmoid, to_tensor
+from segdemo.tasks.common import run_on_pixels, sigmoid
 
 UPSAMPLING_MODELS = ("upsample_transposed", "upsample_bilinear")
 
@@ -36,7 +36,7 @@ class UpsampleResult:
 @torch.no_grad()
 def predict(name: str, pixels: np.ndarray) -> UpsampleResult:
     """Run one upsampling net on ``HxWx3 uint8`` pixels."""
-    logits = load_model(name)(to_tensor(pixels))[0, 0].numpy()
+    logits = run_on_pixels(load_model(name), pixels)
     return UpsampleResult(logits, sigmoid(logits).astype(np.float32), checkerboard_score(logits))
 
 
@@ -101,7 +101,9 @@ class ConvMatrixExample:
 def conv_matrix_example(size: int = 4, kernel_size: int = 3, stride: int = 1) -> ConvMatrixExample:
     """The lecture's worked example: transposed convolution is multiplication by Cᵀ."""
     image = np.arange(1, size * size + 1, dtype=np.float64).reshape(size, size)
-    kernel = np.array([[1, 0, -1], [2, 1, 0], [0, 1, 2]], dtype=np.float64)[:kernel_size, :kernel_size]
+    kernel = np.array([[1, 0, -1], [2, 1, 0], [0, 1, 2]], dtype=np.float64)[
+        :kernel_size, :kernel_size
+    ]
     out = conv_output_size(size, kernel_size, stride, 0)
     matrix = np.zeros((out * out, size * size))
     for i in range(out):
@@ -114,7 +116,9 @@ def conv_matrix_example(size: int = 4, kernel_size: int = 3, stride: int = 1) ->
     transposed = (matrix.T @ output.ravel()).reshape(size, size)
     extra = size - conv_transpose_output_size(out, kernel_size, stride, 0)
     reference = F.conv_transpose2d(
-        torch.from_numpy(output)[None, None], torch.from_numpy(kernel)[None, None],
-        stride=stride, output_padding=extra,
+        torch.from_numpy(output)[None, None],
+        torch.from_numpy(kernel)[None, None],
+        stride=stride,
+        output_padding=extra,
     )[0, 0].numpy()
     return ConvMatrixExample(image, kernel, matrix, output, transposed, reference)

@@ -25,7 +25,9 @@ def flower_batch(step: int, batch_size: int, size=TRAIN_SIZE) -> list:
     return [make_flowers(step * batch_size + k, "train", size) for k in range(batch_size)]
 
 
-def patch_batch(step: int, images: int = 8, patches: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
+def patch_batch(
+    step: int, images: int = 8, patches: int = 128
+) -> tuple[torch.Tensor, torch.Tensor]:
     """32×32 patches from fresh images, half of them centred on a flower when possible.
 
     A patch is labelled flower when most of its central 4×4 block (the pixels its output cell
@@ -89,7 +91,7 @@ def train(name: str, steps: int | None, seed: int, resume: bool, out=None) -> di
         classes=list(CLASS_NAMES),
         train_command=command + (f" --seed {seed}" if seed else ""),
         data={
-            "description": f"procedural flowers ({TRAIN_SIZE[0]}×{TRAIN_SIZE[1]}, fresh every step)",
+            "description": "procedural flowers ({}×{}, fresh every step)".format(*TRAIN_SIZE),
             "generator": "segdemo.data.flowers.make_flowers",
             "train_split": "train",
             "validation": f"split 'val', indices 0..{VAL_FLOWERS.count - 1}, {VAL_FLOWERS.size}",

@@ -63,8 +63,14 @@ def fit(
     start = _resume(checkpoint, model, optimizer) if settings.resume else 0
     model.train()
     began, smoothed = time.perf_counter(), None
-    bar = tqdm(range(start, settings.steps), desc=f"train {name}", initial=start,
-               total=settings.steps, unit="step", dynamic_ncols=True)
+    bar = tqdm(
+        range(start, settings.steps),
+        desc=f"train {name}",
+        initial=start,
+        total=settings.steps,
+        unit="step",
+        dynamic_ncols=True,
+    )
     for step in bar:
         torch.manual_seed(settings.seed * 1_000_003 + step)  # dropout/augmentation per step
         for group in optimizer.param_groups:
@@ -85,7 +91,9 @@ def fit(
 def _save(path: Path, model, optimizer, step: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step}, tmp)
+    torch.save(
+        {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step}, tmp
+    )
     tmp.replace(path)  # never leave a half-written checkpoint behind
 
 

@@ -1,0 +1,72 @@
+"""segdemo: semantic and instance segmentation, taught hands-on.
+
+    python app.py [--host 127.0.0.1] [--port 7860] [--share] [--root-path /prefix]
+
+Importing this module builds nothing and starts nothing; ``build_app()`` assembles the tabs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import gradio as gr
+
+from segdemo import registry
+from segdemo.examples import EXAMPLES_DIR
+from segdemo.ui import classify_tab, models_tab, upsample_tab
+
+TITLE = "segdemo: semantic and instance segmentation"
+INTRO = """
+# segdemo: semantic and instance segmentation
+From classifying patches to upsampling decoders: each tab shows one idea from the lecture on a
+model small enough to retrain on a laptop. Upload your own photo or pick an example.
+"""
+CSS = ".pixelated img { image-rendering: pixelated; }"
+MAX_FILE_SIZE = "25mb"  # uploads above this are refused before they reach a handler
+QUEUE_SIZE = 64  # requests waiting beyond this are turned away with "queue full"
+
+
+def build_app() -> gr.Blocks:
+    with gr.Blocks(title=TITLE) as demo:
+        gr.Markdown(INTRO)
+        with gr.Tabs():
+            classify_tab.build_tab()
+            upsample_tab.build_tab()
+            models_tab.build_tab()
+    # Two CPU cores: more parallel model calls than that only slow every request down.
+    demo.queue(default_concurrency_limit=2, max_size=QUEUE_SIZE)
+    return demo
+
+
+def launch_kwargs(args: argparse.Namespace) -> dict:
+    return dict(
+        server_name=args.host,
+        server_port=args.port,
+        share=args.share,
+        root_path=args.root_path,
+        max_file_size=MAX_FILE_SIZE,
+        allowed_paths=[str(EXAMPLES_DIR)],
+        css=CSS,
+        show_error=True,
+    )
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="Serve the segdemo Gradio app.")
+    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
+    parser.add_argument("--share", action="store_true", help="create a temporary public link")
+    parser.add_argument("--root-path", default=None, help="URL prefix behind a reverse proxy")
+    parser.add_argument("--device", default="cpu", help="torch device for the models (cpu, cuda)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = get_args_parser().parse_args(argv)
+    registry.set_default_device(args.device)
+    build_app().launch(**launch_kwargs(args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+"""Example images shipped with the app, made by the project's own generators.
+
+``python -m segdemo.examples`` rewrites them. Each example has its ground truth beside it;
+``ground_truth(pixels)`` finds it again from the image content, so an example still gets its
+IoU after a round trip through the browser (which renames files but keeps pixels).
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from segdemo.data.flowers import make_flowers
+from segdemo.imaging import pixel_digest
+
+EXAMPLES_DIR = Path(__file__).resolve().parent / "assets" / "examples"
+FLOWER_EXAMPLES = {  # file stem: (index in the generator's "example" split, (height, width))
+    "flowers_0": (0, (240, 320)),
+    "flowers_1": (1, (240, 320)),
+    "flowers_2": (2, (300, 400)),
+    "flowers_3": (3, (480, 640)),
+}
+
+
+def flower_examples() -> list[str]:
+    """Paths of the flower example images, for ``gr.Examples``."""
+    return [str(EXAMPLES_DIR / f"{stem}.png") for stem in FLOWER_EXAMPLES]
+
+
+@cache
+def _truth_by_digest() -> dict[str, Path]:
+    index = {}
+    for image_path in EXAMPLES_DIR.glob("*.png"):
+        truth = image_path.with_name(image_path.stem + "_truth.png")
+        if not image_path.stem.endswith("_truth") and truth.is_file():
+            pixels = np.asarray(Image.open(image_path).convert("RGB"))
+            index[pixel_digest(pixels)] = truth
+    return index
+
+
+def ground_truth(pixels: np.ndarray) -> np.ndarray | None:
+    """The ground-truth label map (``HxW uint8``) of a shipped example, else None."""
+    path = _truth_by_digest().get(pixel_digest(pixels))
+    return None if path is None else np.asarray(Image.open(path))
+
+
+def write_examples() -> None:
+    EXAMPLES_DIR.mkdir(parents=True, exist_ok=True)
+    for stem, (index, size) in FLOWER_EXAMPLES.items():
+        sample = make_flowers(index, "example", size)
+        Image.fromarray(sample.image).save(EXAMPLES_DIR / f"{stem}.png")
+        Image.fromarray(sample.mask.astype(np.uint8)).save(EXAMPLES_DIR / f"{stem}_truth.png")
+        print(f"wrote {EXAMPLES_DIR / stem}.png and its ground truth")
+
+
+if __name__ == "__main__":
+    write_examples()

@@ -1,0 +1,91 @@
+"""What every tab shares: the image input, the error policy and small output helpers."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+
+import gradio as gr
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from segdemo.imaging import ImageInputError, PreparedImage, prepare_image
+from segdemo.registry import ModelUnavailableError, UnknownModelError
+from segdemo.weights import WeightsError
+
+log = logging.getLogger("segdemo")
+
+# Errors whose message is written for the user; anything else is a bug and is logged.
+USER_ERRORS = (ImageInputError, ModelUnavailableError, UnknownModelError, WeightsError)
+
+
+class ImageInput(gr.Image):
+    """``gr.Image`` whose upload checks turn into messages a user can act on.
+
+    Gradio opens an upload with PIL before the event handler runs; a file that is not an
+    image, or is far too large, would fail there with a generic error.
+    """
+
+    def preprocess(self, payload):
+        try:
+            return super().preprocess(payload)
+        except Image.DecompressionBombError as err:
+            raise gr.Error(f"The image is too large to open safely: {err}") from err
+        except (UnidentifiedImageError, OSError, ValueError) as err:
+            raise gr.Error(
+                "This file is not an image that can be read: upload a PNG, JPEG, WebP, BMP or TIFF."
+            ) from err
+
+
+def image_input(label: str = "Image") -> ImageInput:
+    # type="filepath": the app decodes the file itself (imaging.prepare_image), so EXIF,
+    # bit depth and size limits are handled in one place for the browser and the API alike.
+    return ImageInput(label=label, type="filepath", sources=["upload", "clipboard"], height=360)
+
+
+def result_image(label: str, **kwargs) -> gr.Image:
+    """An output image sent as PNG: lossless, so masks and label maps stay exact."""
+    return gr.Image(label=label, format="png", interactive=False, **kwargs)
+
+
+def user_errors(fn: Callable) -> Callable:
+    """Turn failures a user can cause into ``gr.Error`` messages; log and hide the rest.
+
+    Either way the request ends cleanly and the server goes on serving everyone else.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except USER_ERRORS as err:
+            raise gr.Error(str(err)) from err
+        except Exception as err:
+            log.exception("unexpected error in %s", fn.__name__)
+            raise gr.Error(
+                f"Something went wrong while processing this request ({type(err).__name__}). "
+                "Try another image; if it keeps happening, please report it."
+            ) from err
+
+    return wrapper
+
+
+def load_input(path) -> PreparedImage:
+    """The uploaded file as a working-size RGB image (raises ImageInputError)."""
+    return prepare_image(path)
+
+
+def notes_markdown(prepared: PreparedImage) -> str:
+    return "\n".join(f"> ℹ️ {note}" for note in prepared.notes)
+
+
+def percent(value: float) -> str:
+    return f"{100 * value:.1f}%"
+
+
+def to_uint8_mask(mask: np.ndarray) -> np.ndarray:
+    """A boolean mask as a PNG-ready ``uint8`` image: 0 background, 255 foreground."""
+    return np.where(mask, 255, 0).astype(np.uint8)
