@@ -22,7 +22,10 @@ INTRO = """
 From classifying patches to upsampling decoders: each tab shows one idea from the lecture on a
 model small enough to retrain on a laptop. Upload your own photo or pick an example.
 """
-CSS = ".pixelated img { image-rendering: pixelated; }"
+# Low-resolution maps are shown enlarged with hard pixel edges, so every value stays visible.
+CSS = """
+.pixelated img { image-rendering: pixelated; width: 100%; height: 100%; object-fit: contain; }
+"""
 MAX_FILE_SIZE = "25mb"  # uploads above this are refused before they reach a handler
 QUEUE_SIZE = 64  # requests waiting beyond this are turned away with "queue full"
 

@@ -58,7 +58,9 @@ def test_mask_downloads_use_original_pixels(client, tmp_path):
     big = Image.open(EXAMPLE).resize((2400, 1800))
     path = tmp_path / "big.png"
     big.save(path)
-    *_, summary, mask_files, _ = client.predict(handle_file(str(path)), api_name="/upsample_compare")
+    *_, summary, mask_files, _ = client.predict(
+        handle_file(str(path)), api_name="/upsample_compare"
+    )
     assert "Downscaled from 2400×1800" in summary
     for mask_file in mask_files:
         assert image_size(mask_file) == (1800, 2400)

@@ -11,7 +11,9 @@ def test_torchvision_ops_run_on_cpu():
     assert nms(boxes, scores, iou_threshold=0.5).tolist() == [0, 2]
     assert box_iou(boxes[:1], boxes[:1]).item() == 1.0
     features = torch.arange(16.0).view(1, 1, 4, 4)
-    pooled = roi_align(features, [torch.tensor([[0.0, 0.0, 4.0, 4.0]])], output_size=1, aligned=True)
+    pooled = roi_align(
+        features, [torch.tensor([[0.0, 0.0, 4.0, 4.0]])], output_size=1, aligned=True
+    )
     assert pooled.shape == (1, 1, 1, 1)
     assert abs(pooled.item() - 7.5) < 1e-5  # the mean of 0..15
 

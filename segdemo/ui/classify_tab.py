@@ -61,7 +61,7 @@ def classify_segment_ui(image_path):
 
 
 def build_tab() -> None:
-    with gr.Tab("Classification as segmentation", id="classify"):
+    with gr.Tab("Classification as segmentation", id="classify", elem_id="classify-tab"):
         with gr.Row():
             with gr.Column():
                 image = image_input()

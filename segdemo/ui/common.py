@@ -20,16 +20,25 @@ log = logging.getLogger("segdemo")
 USER_ERRORS = (ImageInputError, ModelUnavailableError, UnknownModelError, WeightsError)
 
 
-class ImageInput(gr.Image):
-    """``gr.Image`` whose upload checks turn into messages a user can act on.
+def image_input(label: str = "Image") -> gr.Image:
+    """An upload box whose decoding failures become messages a user can act on.
 
-    Gradio opens an upload with PIL before the event handler runs; a file that is not an
-    image, or is far too large, would fail there with a generic error.
+    type="filepath": the app decodes the file itself (``imaging.prepare_image``), so EXIF,
+    bit depth and size limits are handled in one place for the browser and the API alike.
     """
+    component = gr.Image(label=label, type="filepath", sources=["upload", "clipboard"], height=360)
+    # Gradio opens the upload with PIL before any handler runs, and a file that is not an image
+    # would fail there with a generic error. Wrapping this one instance's method (rather than
+    # subclassing gr.Image, which makes gradio write a .pyi stub beside this file) fixes that.
+    component.preprocess = _readable_errors(component.preprocess)
+    return component
 
-    def preprocess(self, payload):
+
+def _readable_errors(preprocess: Callable) -> Callable:
+    @functools.wraps(preprocess)
+    def wrapper(payload):
         try:
-            return super().preprocess(payload)
+            return preprocess(payload)
         except Image.DecompressionBombError as err:
             raise gr.Error(f"The image is too large to open safely: {err}") from err
         except (UnidentifiedImageError, OSError, ValueError) as err:
@@ -37,11 +46,7 @@ class ImageInput(gr.Image):
                 "This file is not an image that can be read: upload a PNG, JPEG, WebP, BMP or TIFF."
             ) from err
 
-
-def image_input(label: str = "Image") -> ImageInput:
-    # type="filepath": the app decodes the file itself (imaging.prepare_image), so EXIF,
-    # bit depth and size limits are handled in one place for the browser and the API alike.
-    return ImageInput(label=label, type="filepath", sources=["upload", "clipboard"], height=360)
+    return wrapper
 
 
 def result_image(label: str, **kwargs) -> gr.Image:

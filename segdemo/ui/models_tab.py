@@ -45,7 +45,7 @@ def models_table() -> list[list]:
 
 
 def build_tab() -> None:
-    with gr.Tab("Models", id="models"):
+    with gr.Tab("Models", id="models", elem_id="models-tab"):
         gr.Markdown(
             "Every model the app uses comes from one registry. Shipped weights are trained by "
             "`python -m segdemo.train NAME` on the project's procedural data; metrics are on "

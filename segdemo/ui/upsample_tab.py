@@ -148,7 +148,7 @@ def conv_matrix_markdown(stride: float) -> str:
 
 
 def build_tab() -> None:
-    with gr.Tab("Upsampling: transposed conv vs bilinear", id="upsample"):
+    with gr.Tab("Upsampling: transposed conv vs bilinear", id="upsample", elem_id="upsample-tab"):
         with gr.Row():
             with gr.Column(scale=1):
                 image = image_input()

@@ -1,0 +1,107 @@
+"""Driving the app in a real browser: Debian's Chromium through Playwright.
+
+Used by the browser tests and by ``python -m segdemo.browser`` (README screenshots). No browser
+is downloaded: Playwright drives the system Chromium at ``CHROMIUM``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+from contextlib import contextmanager
+from pathlib import Path
+
+CHROMIUM = os.environ.get("SEGDEMO_CHROMIUM", "/usr/bin/chromium")
+# Without these Chromium keeps trying to reach Google's servers, which a closed network refuses.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
+TAB_NAMES = {
+    "classify": "Classification as segmentation",
+    "upsample": "Upsampling: transposed conv vs bilinear",
+    "models": "Models",
+}
+
+
+def chromium_available() -> bool:
+    return shutil.which(CHROMIUM) is not None or Path(CHROMIUM).is_file()
+
+
+@contextmanager
+def browser_page(width: int = 1400, height: int = 1000):
+    """A fresh headless Chromium page (its own profile, so no state is shared)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": width, "height": height})
+            page.set_default_timeout(60_000)
+            yield page
+        finally:
+            browser.close()
+
+
+def open_tab(page, tab: str):
+    """Click a tab by its id in ``TAB_NAMES``; returns the visible tab panel."""
+    page.get_by_role("tab", name=TAB_NAMES[tab]).click()
+    panel = page.locator(f"#{tab}-tab")
+    panel.wait_for(state="visible")
+    return panel
+
+
+def upload(panel, image_path: str) -> None:
+    """Put a file into the first image upload box of a tab panel."""
+    panel.locator("input[type=file]").first.set_input_files(image_path)
+
+
+def take_screenshots(url: str, out_dir: Path) -> list[Path]:
+    """Run an example in each tab and save a screenshot of it to ``out_dir``."""
+    from segdemo.examples import flower_examples
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    shots = []
+    with browser_page() as page:
+        page.goto(url)
+        for tab, button in (("classify", "Segment"), ("upsample", "Compare")):
+            panel = open_tab(page, tab)
+            upload(panel, flower_examples()[1])
+            panel.get_by_role("button", name=button, exact=True).click()
+            panel.locator(".pixelated img").first.wait_for(state="visible")
+            page.wait_for_timeout(1500)  # let the remaining outputs render
+            shots.append(out_dir / f"tab-{tab}.png")
+            page.screenshot(path=str(shots[-1]), full_page=True)
+        open_tab(page, "models")
+        page.wait_for_timeout(1000)
+        shots.append(out_dir / "tab-models.png")
+        page.screenshot(path=str(shots[-1]), full_page=True)
+    return shots
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Save a screenshot of every tab.")
+    parser.add_argument("--out", default="docs/screenshots")
+    args = parser.parse_args()
+    import app
+
+    demo = app.build_app()
+    launch_args = app.get_args_parser().parse_args([])
+    launch_args.port = None  # any free port
+    demo.launch(prevent_thread_lock=True, quiet=True, **app.launch_kwargs(launch_args))
+    try:
+        for path in take_screenshots(demo.local_url, Path(args.out)):
+            print(f"wrote {path}")
+    finally:
+        demo.close()
+
+
+if __name__ == "__main__":
+    main()
