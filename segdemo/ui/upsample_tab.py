@@ -30,17 +30,18 @@ ZOOM_SIDE, ZOOM_FACTOR = 32, 8
 TITLES = {"upsample_transposed": "Transposed convolution", "upsample_bilinear": "Conv + bilinear"}
 
 EXPLANATION = """
-**Two decoders, one encoder.** Both nets shrink the image 4× (two 2×2 poolings) to see enough
-context, then must return to full resolution. One learns its upsampling with a **transposed
-convolution** (kernel 3, stride 2); the other applies a 3×3 convolution and then **bilinear
-interpolation**, which has no weights at all.
+**Two decoders, one encoder.** Both nets halve the image (a 2×2 pooling) and look at about
+70 pixels of context with dilated convolutions, then must return to full resolution without any
+skip connection. One learns its upsampling with a **transposed convolution** (kernel 3,
+stride 2); the other applies a 3×3 convolution and then **bilinear interpolation**, which has
+no weights at all.
 
 **Checkerboards.** With kernel 3 and stride 2 the transposed convolution's kernel windows
-overlap unevenly: some output pixels get contributions from two input pixels, others from one.
-The uneven overlap prints a pattern that repeats every 2 pixels (every 4 after two stages)
-into the output, strongest in the raw scores (logits, the zoomed crops) before the sigmoid
-flattens them. The **checkerboard score** is the share of the logit map's spectral energy at
-exactly the frequencies of a 4-pixel-periodic pattern; a smooth map scores about 0%.
+overlap unevenly: even output pixels receive contributions from two input pixels, odd ones from
+one. The uneven overlap prints a pattern that repeats every 2 pixels into the output, strongest
+in the raw scores (logits, the zoomed crops) before the sigmoid flattens them. The
+**checkerboard score** is the share of the logit map's spectral energy at exactly the
+frequencies of a 2-pixel-periodic pattern; a smooth map scores about 0%.
 """
 
 CALCULATOR_HELP = """
