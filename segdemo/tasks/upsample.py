@@ -2,9 +2,9 @@
 
 The checkerboard score is the share of a logit map's spectral energy (mean removed) that lies
 at the frequencies of a pattern repeating every ``period`` pixels in both directions: the
-``period²-1`` non-zero multiples of ``1/period`` cycles per pixel. The decoders upsample with
-stride 2, so ``period = 2``. For a map with no periodic structure the share is about
-``(period²-1) / (H·W)``, which rounds to zero.
+``period²-1`` non-zero multiples of ``1/period`` cycles per pixel. The decoders upsample by 2
+twice, so ``period = 4`` catches artifacts from both stages. For a map with no periodic
+structure the share is about ``(period²-1) / (H·W)``, which rounds to zero.
 """
 
 from __future__ import annotations

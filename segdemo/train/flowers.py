@@ -69,8 +69,8 @@ def bce_dice(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 RECIPES = {
     # name: (batch function, loss, default steps, learning rate)
     "patch_classifier": (patch_batch, F.binary_cross_entropy_with_logits, 1500, 3e-3),
-    "upsample_transposed": (mask_batch, bce_dice, 2500, 3e-3),
-    "upsample_bilinear": (mask_batch, bce_dice, 2500, 3e-3),
+    "upsample_transposed": (mask_batch, bce_dice, 3000, 3e-3),
+    "upsample_bilinear": (mask_batch, bce_dice, 3000, 3e-3),
 }
 
 
