@@ -72,10 +72,12 @@ def build_tab() -> None:
                 low_res = result_image(
                     "Classifier output at its true size (one value per 32×32 window)",
                     elem_classes="pixelated",
+                    elem_id="classify-low-res",
                     height=200,
                 )
                 picture = result_image(
-                    "Upsampled ×4 and laid over the image (threshold 0.5 outlined)"
+                    "Upsampled ×4 and laid over the image (threshold 0.5 outlined)",
+                    elem_id="classify-overlay",
                 )
                 summary = gr.Markdown()
                 mask_file = gr.File(label="Mask at the original size (PNG)")

@@ -159,13 +159,15 @@ def build_tab() -> None:
                 gr.Markdown(EXPLANATION)
                 summary = gr.Markdown()
         pictures = []
-        for title in TITLES.values():
+        for name, title in TITLES.items():
             with gr.Row():
                 pictures += [
-                    result_image(f"{title}: probability"),
-                    result_image(f"{title}: mask"),
+                    result_image(f"{title}: probability", elem_id=f"{name}-probability"),
+                    result_image(f"{title}: mask", elem_id=f"{name}-mask"),
                     result_image(
-                        f"{title}: zoomed logits (×{ZOOM_FACTOR})", elem_classes="pixelated"
+                        f"{title}: zoomed logits (×{ZOOM_FACTOR})",
+                        elem_classes="pixelated",
+                        elem_id=f"{name}-zoom",
                     ),
                 ]
         with gr.Row():
