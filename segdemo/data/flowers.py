@@ -93,13 +93,20 @@ def _background(rng, shape) -> np.ndarray:
     return image.astype(np.float32)
 
 
+def _foliage_colour(rng) -> np.ndarray:
+    """Leaf greens and muted earth browns: colours no flower here has."""
+    if rng.uniform() < 0.6:
+        return hsv(rng.uniform(0.2, 0.42), rng.uniform(0.4, 0.9), rng.uniform(0.2, 0.65))
+    return hsv(rng.uniform(0.03, 0.12), rng.uniform(0.15, 0.45), rng.uniform(0.2, 0.55))
+
+
 def _clutter_colour(rng) -> np.ndarray:
-    """Mostly foliage and earth colours, sometimes a saturated colour a flower could have."""
-    roll = rng.uniform()
-    if roll < 0.5:
-        return hsv(rng.uniform(0.17, 0.42), rng.uniform(0.4, 0.9), rng.uniform(0.2, 0.7))
-    if roll < 0.8:
-        return hsv(rng.uniform(0.0, 0.15), rng.uniform(0.1, 0.6), rng.uniform(0.2, 0.7))
+    """Mostly foliage and earth colours, sometimes a saturated colour a flower could have.
+
+    The flower-coloured blobs force a model to look at shape, not only colour.
+    """
+    if rng.uniform() < 0.8:
+        return _foliage_colour(rng)
     return hsv(rng.uniform(0, 1), rng.uniform(0.5, 1.0), rng.uniform(0.5, 1.0))
 
 
@@ -134,18 +141,22 @@ def _clutter_shape(rng, xx, yy) -> tuple[tuple[slice, slice], np.ndarray]:
 
 
 def _petal_colour(rng) -> np.ndarray:
-    """Flower colours: reds, pinks, purples, blues, yellows, oranges and whites."""
+    """Flower colours: reds, pinks, purples, blues, yellows, oranges and whites.
+
+    Bright and saturated enough to stay apart from the foliage and earth colours, so the
+    mask never has to guess between a dim yellow petal and a dry leaf.
+    """
     if rng.uniform() < 0.15:
-        return hsv(rng.uniform(0, 1), rng.uniform(0.0, 0.12), rng.uniform(0.85, 1.0))
-    hue = rng.choice([rng.uniform(-0.05, 0.17), rng.uniform(0.55, 0.95)])
-    return hsv(hue, rng.uniform(0.45, 1.0), rng.uniform(0.6, 1.0))
+        return hsv(rng.uniform(0, 1), rng.uniform(0.0, 0.1), rng.uniform(0.9, 1.0))
+    hue = rng.choice([rng.uniform(-0.05, 0.16), rng.uniform(0.55, 0.95)])
+    return hsv(hue, rng.uniform(0.6, 1.0), rng.uniform(0.75, 1.0))
 
 
 def _flower(rng, xx, yy, canvas, texture) -> tuple[tuple[slice, slice], np.ndarray]:
     """Paint one flower onto ``canvas``; return its window and its mask there."""
     h, w = xx.shape
     cx, cy = rng.uniform(-5, w + 5), rng.uniform(-5, h + 5)
-    radius = rng.uniform(12, 44)
+    radius = rng.uniform(12, 36)  # the largest still fit in the models' field of view
     where = window((h, w), cx, cy, radius)
     xx, yy, canvas, texture = xx[where], yy[where], canvas[where], texture[where]
     petals = int(rng.integers(4, 13))
@@ -182,7 +193,7 @@ def _lighting(rng, image: np.ndarray) -> np.ndarray:
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     direction = rng.uniform(0, 2 * np.pi)
     ramp = (xx * np.cos(direction) + yy * np.sin(direction)) / max(h, w)
-    gain = rng.uniform(0.6, 1.3) * (1.0 + rng.uniform(-0.4, 0.4) * (ramp - ramp.mean()))
+    gain = rng.uniform(0.7, 1.25) * (1.0 + rng.uniform(-0.4, 0.4) * (ramp - ramp.mean()))
     if rng.uniform() < 0.4:
         shadow = smooth_noise(rng, (h, w), rng.uniform(30, 80))
         gain = gain * (1.0 - 0.35 * (shadow > rng.uniform(0.0, 0.8)))
@@ -212,7 +223,7 @@ def make_flowers(
         mask[where] |= region
     for _ in range(int(rng.integers(0, 4) * area)):  # leaves and stems in front: occlusion
         where, region = _clutter_shape(rng, xx, yy)
-        paint(canvas, where, region, _clutter_colour(rng), texture)
+        paint(canvas, where, region, _foliage_colour(rng), texture)
         mask[where] &= ~region
 
     image = _lighting(rng, canvas)
