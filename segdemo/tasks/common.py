@@ -8,7 +8,7 @@ import torch
 
 def to_tensor(pixels: np.ndarray) -> torch.Tensor:
     """``HxWx3 uint8`` -> ``1x3xHxW float32`` in [0, 1]."""
-    array = np.ascontiguousarray(pixels, dtype=np.uint8)
+    array = np.array(pixels, dtype=np.uint8, copy=True)  # torch needs a writable buffer
     return torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
 
 

@@ -45,32 +45,38 @@ def upsample_compare(pixels: np.ndarray) -> dict[str, UpsampleResult]:
     return {name: predict(name, pixels) for name in UPSAMPLING_MODELS}
 
 
-def checkerboard_score(logits: np.ndarray, period: int = DOWNSAMPLING) -> float:
-    """Share (0..1) of the map's non-DC energy at frequencies that repeat every ``period`` px."""
+def _periodic_energy(logits: np.ndarray, period: int) -> tuple[float, float]:
+    """(energy at the ``period``-periodic frequencies, all non-DC energy) of a mean-removed map."""
     h, w = (s - s % period for s in logits.shape)
     if h == 0 or w == 0:
-        return 0.0
+        return 0.0, 0.0
     x = np.clip(logits[:h, :w].astype(np.float64), -20, 20)  # saturated logits swamp the rest
     power = np.abs(np.fft.fft2(x - x.mean())) ** 2
-    total = power.sum() - power[0, 0]
     periodic = power[:: h // period, :: w // period].sum() - power[0, 0]
-    return float(periodic / total) if total > 0 else 0.0
+    return float(periodic), float(power.sum() - power[0, 0])
+
+
+def checkerboard_score(logits: np.ndarray, period: int = DOWNSAMPLING) -> float:
+    """Share (0..1) of the map's non-DC energy at frequencies that repeat every ``period`` px."""
+    periodic, total = _periodic_energy(logits, period)
+    return periodic / total if total > 0 else 0.0
 
 
 def worst_checkerboard_window(logits: np.ndarray, side: int = 32) -> tuple[int, int]:
-    """Top-left ``(y, x)`` of the ``side×side`` window with the strongest periodic pattern."""
+    """Top-left ``(y, x)`` of the ``side×side`` window with the most periodic energy.
+
+    Absolute energy, not its share: the pattern is easiest to see where it is strongest,
+    typically along object boundaries, where the decoder's output changes fastest.
+    """
     h, w = logits.shape
     if h <= side or w <= side:
         return 0, 0
     best, best_at = -1.0, (0, 0)
     for y in range(0, h - side + 1, side // 2):
         for x in range(0, w - side + 1, side // 2):
-            window = logits[y : y + side, x : x + side]
-            if np.ptp(window) < 1e-6:
-                continue
-            score = checkerboard_score(window) * min(np.abs(window).mean(), 10.0)
-            if score > best:
-                best, best_at = score, (y, x)
+            periodic, _ = _periodic_energy(logits[y : y + side, x : x + side], DOWNSAMPLING)
+            if periodic > best:
+                best, best_at = periodic, (y, x)
     return best_at
 
 

@@ -20,7 +20,6 @@ from segdemo.ui.common import (
     image_input,
     load_input,
     notes_markdown,
-    percent,
     result_image,
     to_uint8_mask,
     user_errors,
@@ -30,18 +29,20 @@ ZOOM_SIDE, ZOOM_FACTOR = 32, 8
 TITLES = {"upsample_transposed": "Transposed convolution", "upsample_bilinear": "Conv + bilinear"}
 
 EXPLANATION = """
-**Two decoders, one encoder.** Both nets halve the image (a 2×2 pooling) and look at about
-70 pixels of context with dilated convolutions, then must return to full resolution without any
-skip connection. One learns its upsampling with a **transposed convolution** (kernel 3,
-stride 2); the other applies a 3×3 convolution and then **bilinear interpolation**, which has
-no weights at all.
+**Two decoders, one encoder.** Both nets shrink the image 4× (two 2×2 poolings) and look at
+about 70 pixels of context with dilated convolutions, then must return to full resolution. One
+learns its upsampling with **transposed convolutions** (kernel 3, stride 2, twice); the other
+applies a 3×3 convolution and then **bilinear interpolation**, which has no weights at all. In
+both, one skip connection brings the first layer's full-resolution features to a pointwise head
+that sharpens the boundaries.
 
 **Checkerboards.** With kernel 3 and stride 2 the transposed convolution's kernel windows
 overlap unevenly: even output pixels receive contributions from two input pixels, odd ones from
-one. The uneven overlap prints a pattern that repeats every 2 pixels into the output, strongest
-in the raw scores (logits, the zoomed crops) before the sigmoid flattens them. The
-**checkerboard score** is the share of the logit map's spectral energy at exactly the
-frequencies of a 2-pixel-periodic pattern; a smooth map scores about 0%.
+one. The uneven overlap prints a pattern that repeats every 2 pixels (every 4 after two stages)
+into the output. The sigmoid hides it in the probabilities; the zoomed crops show the raw scores
+(logits), each stretched to its own range, where the grid is plain. The **checkerboard score**
+is the share of the logit map's spectral energy at exactly the frequencies of a pattern with a
+4-pixel period; a map without such a pattern scores about 10⁻⁶ or less.
 """
 
 CALCULATOR_HELP = """
@@ -64,14 +65,14 @@ def upsample_compare_ui(image_path):
         pictures += [
             viz.colour_map(result.probability),
             viz.outline(viz.overlay(prepared.pixels, result.probability), result.mask),
-            viz.zoom(viz.logit_map(result.logits[crop]), ZOOM_FACTOR),
+            viz.zoom(viz.stretched(result.logits[crop]), ZOOM_FACTOR),
         ]
         mask_file = save_png(to_uint8_mask(prepared.mask_to_original(result.mask)), name)
         files.append(mask_file)
         score = None if truth is None else round(iou(result.mask, truth > 0), 4)
         details["models"][name] = {"checkerboard": round(result.checkerboard, 6), "iou": score}
         iou_text = "" if score is None else f" | {score:.3f}"
-        rows.append(f"| {TITLES[name]} | {percent(result.checkerboard)}{iou_text} |")
+        rows.append(f"| {TITLES[name]} | {result.checkerboard:.2e}{iou_text} |")
     header = "| decoder | checkerboard score" + (
         " | IoU vs ground truth |" if truth is not None else " |"
     )
@@ -165,7 +166,7 @@ def build_tab() -> None:
                     result_image(f"{title}: probability", elem_id=f"{name}-probability"),
                     result_image(f"{title}: mask", elem_id=f"{name}-mask"),
                     result_image(
-                        f"{title}: zoomed logits (×{ZOOM_FACTOR})",
+                        f"{title}: zoomed logits, own range (×{ZOOM_FACTOR})",
                         elem_classes="pixelated",
                         elem_id=f"{name}-zoom",
                     ),
