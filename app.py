@@ -14,7 +14,14 @@ import gradio as gr
 
 from segdemo import registry
 from segdemo.examples import EXAMPLES_DIR
-from segdemo.ui import classify_tab, models_tab, upsample_tab
+from segdemo.ui import (
+    classify_tab,
+    maskrcnn_tab,
+    models_tab,
+    prompted_tab,
+    unet_tab,
+    upsample_tab,
+)
 
 TITLE = "segdemo: semantic and instance segmentation"
 INTRO = """
@@ -36,6 +43,9 @@ def build_app() -> gr.Blocks:
         with gr.Tabs():
             classify_tab.build_tab()
             upsample_tab.build_tab()
+            unet_tab.build_tab()
+            maskrcnn_tab.build_tab()
+            prompted_tab.build_tab()
             models_tab.build_tab()
     # Two CPU cores: more parallel model calls than that only slow every request down.
     demo.queue(default_concurrency_limit=2, max_size=QUEUE_SIZE)

@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image
 
 from segdemo.data.flowers import make_flowers
+from segdemo.data.scenes import make_scene
 from segdemo.imaging import pixel_digest
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "assets" / "examples"
@@ -25,9 +26,22 @@ FLOWER_EXAMPLES = {  # file stem: (index in the generator's "example" split, (he
 }
 
 
+SCENE_EXAMPLES = {  # file stem: (index in the scene generator's "example" split, (height, width))
+    "scene_0": (0, (240, 320)),
+    "scene_1": (1, (240, 320)),
+    "scene_2": (2, (240, 320)),
+    "scene_3": (3, (480, 640)),
+}
+
+
 def flower_examples() -> list[str]:
     """Paths of the flower example images, for ``gr.Examples``."""
     return [str(EXAMPLES_DIR / f"{stem}.png") for stem in FLOWER_EXAMPLES]
+
+
+def scene_examples() -> list[str]:
+    """Paths of the street-scene example images, for ``gr.Examples``."""
+    return [str(EXAMPLES_DIR / f"{stem}.png") for stem in SCENE_EXAMPLES]
 
 
 @cache
@@ -47,6 +61,17 @@ def ground_truth(pixels: np.ndarray) -> np.ndarray | None:
     return None if path is None else np.asarray(Image.open(path))
 
 
+def scene_ground_truth(pixels: np.ndarray) -> np.ndarray | None:
+    """The class-index label map (``HxW uint8``, 0..5) of a shipped scene example, else None.
+
+    Flower examples have ground truth too, but theirs is a 0/1 mask, not scene classes.
+    """
+    path = _truth_by_digest().get(pixel_digest(pixels))
+    if path is None or path.stem.removesuffix("_truth") not in SCENE_EXAMPLES:
+        return None
+    return np.asarray(Image.open(path))
+
+
 def write_examples() -> None:
     EXAMPLES_DIR.mkdir(parents=True, exist_ok=True)
     for stem, (index, size) in FLOWER_EXAMPLES.items():
@@ -54,6 +79,11 @@ def write_examples() -> None:
         Image.fromarray(sample.image).save(EXAMPLES_DIR / f"{stem}.png")
         Image.fromarray(sample.mask.astype(np.uint8)).save(EXAMPLES_DIR / f"{stem}_truth.png")
         print(f"wrote {EXAMPLES_DIR / stem}.png and its ground truth")
+    for stem, (index, size) in SCENE_EXAMPLES.items():
+        scene = make_scene(index, "example", size)
+        Image.fromarray(scene.image).save(EXAMPLES_DIR / f"{stem}.png")
+        Image.fromarray(scene.labels).save(EXAMPLES_DIR / f"{stem}_truth.png")
+        print(f"wrote {EXAMPLES_DIR / stem}.png and its label map")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from PIL import Image
 
 CLASS_NAMES = ("sky/other", "person", "purse", "plants/grass", "sidewalk", "building")
 INSTANCE_CLASSES = (1, 2)
-SPLIT_TAGS = {"train": 1, "val": 2}
+SPLIT_TAGS = {"train": 1, "val": 2, "example": 3}
 OTHER, PERSON, PURSE, PLANT, SIDEWALK, BUILDING = range(6)
 
 # The lecture's toy example: a person holding a purse on a sidewalk, a building behind, plants

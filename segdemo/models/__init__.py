@@ -1,3 +1,3 @@
 """One model family per module; importing this package registers every model."""
 
-from segdemo.models import patch_classifier, upsampling  # noqa: F401
+from segdemo.models import maskrcnn, patch_classifier, sam_tiny, unet, upsampling  # noqa: F401

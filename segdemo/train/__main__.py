@@ -6,9 +6,14 @@ import argparse
 
 import torch
 
-from segdemo.train import flowers
+from segdemo.train import flowers, instances, prompted, scenes
 
-TRAINERS = {name: flowers.train for name in flowers.RECIPES}
+TRAINERS = {
+    **{name: flowers.train for name in flowers.RECIPES},
+    **{name: scenes.train for name in scenes.RECIPES},
+    **{name: instances.train for name in instances.RECIPES},
+    "sam_tiny": prompted.train,
+}
 
 
 def get_args_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,161 @@
+"""How many clicks a promptable model needs: NoC on real photos and on procedural images.
+
+``python -m segdemo.evaluate sam_tiny --data DIR`` runs ``folder_noc`` on a folder in the
+COCO MVal layout (``images/NAME.jpg``, ``masks/NAME.png`` with 0 background and 255 object)
+and plots the mean IoU after each click. The protocol is ``segdemo.clicks``'s: the first
+click at the object's deepest point, each next one at the deepest point of the larger error,
+the previous low-res logits fed back with every click, 20 clicks per object.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from scipy import ndimage
+from segment_anything import SamPredictor
+
+from segdemo.clicks import MAX_CLICKS, click_curve, clicks_to_reach
+from segdemo.data.composites import make_composite
+from segdemo.data.flowers import make_flowers
+from segdemo.data.scenes import make_scene
+from segdemo.imaging import prepare_image
+from segdemo.tasks.prompted import protocol_predictor
+
+
+@dataclass(frozen=True)
+class NocResult:
+    """IoU after each click for every object (``ious``: ``Nx20``) and the summary numbers."""
+
+    names: list[str]
+    ious: np.ndarray
+    embed_ms: float  # mean milliseconds per image embedding
+    click_ms: float  # mean milliseconds per click (prediction only)
+
+    def noc(self, threshold: float) -> float:
+        return float(np.mean([clicks_to_reach(list(row), threshold) for row in self.ious]))
+
+    def summary(self) -> dict[str, float]:
+        return {
+            "objects": len(self.names),
+            "miou_1click": round(float(self.ious[:, 0].mean()), 4),
+            "miou_5clicks": round(float(self.ious[:, 4].mean()), 4),
+            "noc85": round(self.noc(0.85), 2),
+            "noc90": round(self.noc(0.90), 2),
+            "ms_embed": round(self.embed_ms, 1),
+            "ms_click": round(self.click_ms, 1),
+        }
+
+
+@torch.no_grad()
+def noc_curves(model, samples, max_clicks: int = MAX_CLICKS) -> NocResult:
+    """Run the protocol on ``(name, HxWx3 uint8 image, HxW bool mask)`` samples."""
+    names, rows, embed_s, click_s, clicks = [], [], 0.0, 0.0, 0
+    for name, image, mask in samples:
+        predictor = SamPredictor(model)
+        began = time.perf_counter()
+        predictor.set_image(image)
+        embed_s += time.perf_counter() - began
+        predict = protocol_predictor(predictor)
+
+        def timed(points, logits, predict=predict):
+            nonlocal click_s, clicks
+            began = time.perf_counter()
+            result = predict(points, logits)
+            click_s, clicks = click_s + time.perf_counter() - began, clicks + 1
+            return result
+
+        names.append(name)
+        rows.append(click_curve(timed, mask, max_clicks))
+    return NocResult(
+        names, np.array(rows), 1000 * embed_s / max(1, len(names)), 1000 * click_s / max(1, clicks)
+    )
+
+
+def folder_samples(data_dir: Path | str, limit: int | None = None):
+    """``(name, image, mask)`` for every ``images/NAME.jpg`` with a ``masks/NAME.png``."""
+    data_dir = Path(data_dir)
+    suffixes = (".jpg", ".jpeg", ".png")
+    paths = sorted(p for p in (data_dir / "images").iterdir() if p.suffix.lower() in suffixes)
+    if not paths:
+        raise FileNotFoundError(f"no images in {data_dir / 'images'}")
+    for path in paths[:limit]:
+        mask_path = data_dir / "masks" / f"{path.stem}.png"
+        if not mask_path.is_file():
+            continue
+        prepared = prepare_image(path)
+        mask = np.asarray(Image.open(mask_path).convert("L")) > 127
+        if mask.shape != prepared.original_size:
+            raise ValueError(f"{mask_path.name}: {mask.shape}, image: {prepared.original_size}")
+        if prepared.resized:  # the protocol runs at the working size for very large photos
+            mask = np.asarray(Image.fromarray(mask).resize(prepared.size[::-1], Image.NEAREST))
+        yield path.stem, prepared.pixels, mask
+
+
+VAL_SIZE = (384, 512)  # a photo's frame at the model's input size
+
+
+def procedural_samples(count: int = 16, size: tuple[int, int] = VAL_SIZE):
+    """Objects on fresh validation images of the three generators (never trained on).
+
+    Per image one object, chosen without looking at any model: the largest composite object
+    other than the background, the largest flower, the largest person or purse.
+    """
+    for index in range(count):
+        c = make_composite(index, "val", size)
+        ids, areas = np.unique(c.objects[c.objects > 0], return_counts=True)
+        yield f"composite_{index}", c.image, c.objects == ids[np.argmax(areas)]
+    for index in range(count // 2):
+        f = make_flowers(index, "val", size)
+        yield f"flowers_{index}", f.image, _largest_component(f.mask)
+        s = make_scene(index, "val", size)
+        ids, areas = np.unique(s.instances[s.instances > 0], return_counts=True)
+        yield f"scene_{index}", s.image, s.instances == ids[np.argmax(areas)]
+
+
+def _largest_component(mask: np.ndarray) -> np.ndarray:
+    labels, count = ndimage.label(mask)
+    if count == 0:
+        return mask
+    areas = np.bincount(labels.ravel())[1:]
+    return labels == 1 + int(np.argmax(areas))
+
+
+def procedural_prompted_validation(model, count: int = 16) -> dict[str, float]:
+    """The numbers stored with the shipped weights: ``val_*`` on fresh procedural images."""
+    result = noc_curves(model.eval(), procedural_samples(count)).summary()
+    return {
+        "val_miou_1click": result["miou_1click"],
+        "val_noc85": result["noc85"],
+        "val_noc90": result["noc90"],
+        "val_objects": result["objects"],
+    }
+
+
+def plot_curves(curves: dict[str, np.ndarray], path: Path | str, title: str) -> Path:
+    """Mean IoU vs number of clicks, one line per model, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    for label, ious in curves.items():
+        clicks = np.arange(1, ious.shape[1] + 1)
+        ax.plot(clicks, ious.mean(0), marker="o", markersize=3, label=label)
+    for level in (0.85, 0.90):
+        ax.axhline(level, color="grey", linestyle=":", linewidth=1)
+    ax.set(xlabel="clicks", ylabel="mean IoU", title=title, ylim=(0, 1), xlim=(1, MAX_CLICKS))
+    ax.set_xticks(range(1, MAX_CLICKS + 1))
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -1,0 +1,362 @@
+"""Trainer for ``sam_tiny``: SAM's interactive recipe on procedural images, from scratch.
+
+Every step draws fresh images (dead-leaves composites, flowers, street scenes) and a few
+objects in each, then plays SAM's simulated user (Kirillov et al. 2023, §3 and appendix A):
+
+1. The first prompt is a click inside the object (three masks out, the loss on the best) or
+   a noisy box around it (one mask out).
+2. Each further round adds a click in the current error region — positive in a missed part,
+   negative in a spill — and feeds the previous round's low-resolution logits back as the
+   mask prompt; from now on the model gives one mask.
+3. The mask loss is binary cross-entropy plus Dice on the logits upsampled to the image, the
+   IoU head learns each mask's actual IoU (mean squared error).
+
+The loss is taken on the first two rounds and the last; the rounds in between (a random
+number per step, up to ``max_clicks`` clicks in all) run without gradients, only to reach
+the states a user's later clicks create, which keeps the step cheap.
+
+Image sizes vary per step (256, 384, 512 squares, with the number of images per step scaled
+so that every step costs about the same). A crop smaller than the model's 512 input is treated
+as a window of it: the dense positional encoding is sliced at a random token offset and the
+prompts are shifted to match, so every position of the 32×32 grid is trained.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import ndimage
+from segment_anything.modeling import Sam
+from torch import nn
+
+from segdemo.clicks import sample_click
+from segdemo.data.composites import make_composite
+from segdemo.data.flowers import make_flowers
+from segdemo.data.scenes import make_scene
+from segdemo.models.sam_tiny import PATCH, config_dict
+from segdemo.prompted_eval import procedural_prompted_validation
+from segdemo.registry import build_model, get_spec
+from segdemo.train.loop import TrainSettings, fit
+from segdemo.weights import save_weights, weights_dir
+
+
+@dataclass(frozen=True)
+class Recipe:
+    steps: int = 4000
+    lr: float = 1e-3
+    warmup: int = 100
+    weight_decay: float = 0.01
+    pixels_per_step: int = 8 * 256 * 256  # images per step = this // size²
+    sizes: tuple[int, ...] = (256, 384, 512)
+    size_odds: tuple[float, ...] = (0.4, 0.3, 0.3)
+    source_odds: tuple[float, float, float] = (0.6, 0.2, 0.2)  # composites, flowers, scenes
+    objects_per_image: int = 3
+    max_clicks: int = 10
+    box_start: float = 0.3  # share of steps whose first prompt is a box
+    part_target: float = 0.25  # how often a multi-part object's target is one of its parts
+    min_area: float = 0.001  # smallest object, as a share of the image
+    grouping: float = 0.5  # weight of the auxiliary grouping loss on the image embedding
+
+
+RECIPE = Recipe()
+SOURCES = ("composites", "flowers", "scenes")
+
+
+def _components(mask: np.ndarray) -> list[np.ndarray]:
+    labels, count = ndimage.label(mask)
+    return [labels == k for k in range(1, count + 1)]
+
+
+def candidates(rng: np.random.Generator, source: str, index: int, size: int):
+    """One training image of ``source`` and the objects in it.
+
+    Returns ``(image SxSx3 uint8, objects list of (whole SxS bool, parts list of SxS bool))``.
+    """
+    if source == "composites":
+        sample = make_composite(index, "train", (size, size))
+        objects = []
+        for k in np.unique(sample.objects):
+            whole = sample.objects == k
+            parts = [sample.parts == p for p in np.unique(sample.parts[whole])]
+            objects.append((whole, parts if len(parts) > 1 else []))
+        return sample.image, objects
+    if source == "flowers":
+        sample = make_flowers(index, "train", (size, size))
+        flowers = [(m, []) for m in _components(sample.mask)]
+        return sample.image, flowers + [(~sample.mask, [])]
+    scene = make_scene(index, "train", (size, size))
+    objects = [(scene.instances == k, []) for k in scene.instance_classes]
+    for cls in (0, 3, 4, 5):  # sky/other, plants, sidewalk, building: each region an object
+        objects += [(m, []) for m in _components(scene.labels == cls)]
+    if rng.uniform() < 0.5:  # mirror: the generator's layouts are not symmetric
+        return scene.image[:, ::-1].copy(), [(w[:, ::-1].copy(), []) for w, _ in objects]
+    return scene.image, objects
+
+
+def pick_targets(rng: np.random.Generator, objects, count: int, recipe: Recipe) -> list:
+    """``count`` target masks, larger objects likelier (weight √area), sometimes a part."""
+    size = objects[0][0].size if objects else 1
+    usable = [o for o in objects if o[0].sum() >= recipe.min_area * size]
+    if not usable:
+        return []
+    weights = np.sqrt([o[0].sum() for o in usable])
+    replace = len(usable) < count
+    chosen = rng.choice(len(usable), size=count, replace=replace, p=weights / weights.sum())
+    targets = []
+    for k in chosen:
+        whole, parts = usable[k]
+        if parts and rng.uniform() < recipe.part_target:
+            part = parts[rng.integers(len(parts))]
+            whole = part if part.sum() >= recipe.min_area * size else whole
+        targets.append(whole)
+    return targets
+
+
+def object_ids(objects) -> np.ndarray:
+    """``SxS int64``: 1 + the index of the object covering each pixel (0 where none does)."""
+    ids = np.zeros(objects[0][0].shape, np.int64)
+    for k, (whole, _) in enumerate(objects, start=1):
+        ids[whole] = k
+    return ids
+
+
+@dataclass
+class Batch:
+    """One step's data. ``images`` ``Bx3xSxS float32`` in 0..255; ``targets`` ``NxSxS bool``
+    (numpy, N = B × objects), ``owner`` ``N`` image index of each target."""
+
+    images: torch.Tensor
+    targets: np.ndarray
+    owner: torch.Tensor
+    offset: tuple[int, int]  # token offset (row, col) of the crop inside the model's grid
+    groups: torch.Tensor  # BxGxG object id under each embedding cell's centre
+    rounds: int
+    box_start: bool
+    seed: int
+
+
+def make_batch(step: int, recipe: Recipe = RECIPE, grid: int = 32) -> Batch:
+    """The data of step ``step``: a pure function of the step, so resuming changes nothing."""
+    rng = np.random.default_rng([11, step])
+    size = int(rng.choice(recipe.sizes, p=recipe.size_odds))
+    images, targets, owner, groups, tries = [], [], [], [], 0
+    while len(images) < max(1, recipe.pixels_per_step // size**2):
+        source = SOURCES[rng.choice(3, p=recipe.source_odds)]
+        image, objects = candidates(rng, source, step * 64 + tries, size)
+        tries += 1
+        picked = pick_targets(rng, objects, recipe.objects_per_image, recipe)
+        if picked:
+            owner += [len(images)] * len(picked)
+            images.append(image)
+            targets += picked
+            groups.append(object_ids(objects)[PATCH // 2 :: PATCH, PATCH // 2 :: PATCH])
+    g = size // PATCH
+    return Batch(
+        images=torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float(),
+        targets=np.stack(targets),
+        owner=torch.tensor(owner),
+        groups=torch.from_numpy(np.stack(groups)).long(),
+        offset=(int(rng.integers(0, grid - g + 1)), int(rng.integers(0, grid - g + 1))),
+        rounds=int(rng.integers(1, recipe.max_clicks + 1)),
+        box_start=bool(rng.uniform() < recipe.box_start),
+        seed=step,
+    )
+
+
+def noisy_boxes(rng: np.random.Generator, targets: np.ndarray) -> np.ndarray:
+    """``Nx4`` (x0, y0, x1, y1): each target's box, corners moved by 10% of its sides (≤ 20 px)."""
+    boxes = []
+    for mask in targets:
+        ys, xs = np.nonzero(mask)
+        box = np.array([xs.min(), ys.min(), xs.max(), ys.max()], np.float64)
+        w, h = box[2] - box[0] + 1, box[3] - box[1] + 1
+        noise = rng.normal(0, 0.1, 4) * np.array([w, h, w, h])
+        boxes.append(box + np.clip(noise, -20, 20))
+    size = targets.shape[-1] - 1
+    return np.clip(np.array(boxes), 0, size)
+
+
+def grouping_loss(embeddings: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+    """Pull together the embeddings of cells on the same object, push apart the others.
+
+    ``embeddings`` ``BxCxGxG``, ``groups`` ``BxGxG`` object ids. Balanced binary
+    cross-entropy on cosine similarities: the decoder finds an object by attention, whose
+    logits start out as similarities (``sam_tiny.align_cross_attention``), so an embedding in
+    which an object's cells look alike is one the decoder can use from the first steps.
+    """
+    f = F.normalize(embeddings.flatten(2), dim=1)  # B x C x T
+    logits = 10 * (f.transpose(1, 2) @ f - 0.5)  # B x T x T
+    ids = groups.flatten(1)
+    same = (ids[:, :, None] == ids[:, None, :]).float()
+    loss = F.binary_cross_entropy_with_logits(logits, same, reduction="none")
+    positive = (loss * same).sum() / same.sum().clamp(min=1)
+    negative = (loss * (1 - same)).sum() / (1 - same).sum().clamp(min=1)
+    return (positive + negative) / 2
+
+
+def mask_losses(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-mask loss and actual IoU: ``NxCxSxS`` logits vs ``NxSxS`` targets -> two ``NxC``."""
+    t = targets[:, None].expand_as(logits)
+    bce = F.binary_cross_entropy_with_logits(logits, t, reduction="none").mean((2, 3))
+    prob = torch.sigmoid(logits)
+    dice = 1 - (2 * (prob * t).sum((2, 3)) + 1) / (prob.sum((2, 3)) + t.sum((2, 3)) + 1)
+    with torch.no_grad():
+        hard = logits > 0
+        inter = (hard & (t > 0.5)).sum((2, 3)).float()
+        union = (hard | (t > 0.5)).sum((2, 3)).float()
+        actual = torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
+    return bce + dice, actual
+
+
+class InteractiveTrainer(nn.Module):
+    """Wraps a ``Sam``; ``forward(batch)`` plays the simulated user and returns the loss."""
+
+    def __init__(self, sam: Sam, grouping: float = RECIPE.grouping):
+        super().__init__()
+        self.sam, self.grouping = sam, grouping
+
+    def decode(self, embeddings, pe, shift, points, labels, boxes, mask_input, multimask):
+        """The package's prompt encoder and mask decoder on ``N`` prompts of ``N`` images.
+
+        ``MaskDecoder`` repeats one image's embedding for all prompts; prompts of different
+        images are batched by handing it a zero embedding and adding each prompt's own image
+        embedding to its dense prompt embedding, which the decoder adds to the image
+        embedding anyway (``src = image_embedding + dense``).
+        """
+        g = embeddings.shape[-1]
+        sparse, dense = self.sam.prompt_encoder(
+            points=None if points is None else (points + shift, labels),
+            boxes=None if boxes is None else boxes + shift.repeat(2),
+            masks=mask_input,
+        )
+        return self.sam.mask_decoder(
+            image_embeddings=embeddings.new_zeros(1, *embeddings.shape[1:]),
+            image_pe=pe,
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense[..., :g, :g] + embeddings,
+            multimask_output=multimask,
+        )
+
+    @staticmethod
+    def click(rng, truth: np.ndarray, prediction: np.ndarray | None) -> tuple[float, float, int]:
+        """A simulated click on half-resolution masks, as ``(x, y, label)`` in full pixels.
+
+        A perfect mask gets a "not a point" (label -1), so every prompt keeps the same shape.
+        """
+        c = sample_click(rng, truth, prediction)
+        if c is None:
+            return (0.0, 0.0, -1)
+        return (2 * c.x + 0.5, 2 * c.y + 0.5, c.label)
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        sam, rng = self.sam, np.random.default_rng([12, batch.seed])
+        pixels = (batch.images - sam.pixel_mean) / sam.pixel_std
+        per_image = sam.image_encoder(pixels)
+        embeddings = per_image[batch.owner]
+        g, (oy, ox) = embeddings.shape[-1], batch.offset
+        pe = sam.prompt_encoder.get_dense_pe()[:, :, oy : oy + g, ox : ox + g]
+        shift = torch.tensor([ox * PATCH, oy * PATCH], dtype=torch.float32)
+        truth = batch.targets
+        targets = torch.from_numpy(truth).float()
+        n, size = len(truth), truth.shape[-1]
+        coarse = truth[:, ::2, ::2]  # clicks are placed on a half-resolution grid: 4× cheaper
+        clicks: list[list[tuple[float, float, int]]] = [[] for _ in range(n)]
+        boxes = None
+        if batch.box_start:
+            boxes = torch.from_numpy(noisy_boxes(rng, truth)).float()
+        else:
+            for i in range(n):
+                clicks[i].append(self.click(rng, coarse[i], None))
+        mask_input, losses = None, []
+        grad_rounds = {0, 1, batch.rounds - 1}
+        for r in range(batch.rounds):
+            points = labels = None
+            if clicks[0]:
+                arr = torch.tensor(clicks, dtype=torch.float32)  # N x clicks x 3
+                points, labels = arr[..., :2], arr[..., 2].long()
+            multimask = r == 0 and boxes is None
+            with torch.set_grad_enabled(r in grad_rounds and torch.is_grad_enabled()):
+                low, iou_pred = self.decode(
+                    embeddings, pe, shift, points, labels, boxes, mask_input, multimask
+                )
+                if r in grad_rounds:
+                    up = F.interpolate(low, (size, size), mode="bilinear", align_corners=False)
+                    loss, actual = mask_losses(up, targets)
+                    best = loss.argmin(1)
+                    losses.append(loss[torch.arange(n), best].mean())
+                    losses.append(F.mse_loss(iou_pred, actual))
+            chosen = iou_pred.argmax(1)  # what a user of the app would see
+            mask_input = low[torch.arange(n), chosen].detach()[:, None]
+            if r + 1 < batch.rounds:
+                half = F.interpolate(mask_input, (size // 2, size // 2), mode="bilinear")
+                prediction = (half[:, 0] > 0).numpy()
+                for i in range(n):
+                    clicks[i].append(self.click(rng, coarse[i], prediction[i]))
+        loss = torch.stack(losses).sum() / len(grad_rounds)
+        if self.grouping:
+            loss = loss + self.grouping * grouping_loss(per_image, batch.groups)
+        return loss
+
+
+def train(name: str, steps: int | None, seed: int, resume: bool, out=None) -> dict:
+    """Train ``sam_tiny`` from scratch (or resume), validate it, and write its weights file."""
+    recipe = RECIPE
+    settings = TrainSettings(
+        steps=steps or recipe.steps,
+        lr=recipe.lr,
+        weight_decay=recipe.weight_decay,
+        warmup=recipe.warmup,
+        seed=seed,
+        resume=resume,
+    )
+    torch.manual_seed(seed)
+    model = build_model(name)
+    began = time.perf_counter()
+    trainer = InteractiveTrainer(model, recipe.grouping)
+    timing = fit(name, trainer, lambda step: (make_batch(step), None), _loss_is_output, settings)
+    model.eval()
+    metrics = procedural_prompted_validation(model)
+    metrics.update(timing, steps=settings.steps, wall_seconds=round(time.perf_counter() - began))
+    command = f"python -m segdemo.train {name}" + (f" --steps {steps}" if steps else "")
+    path = save_weights(
+        out or weights_dir() / get_spec(name).weights,
+        half_precision(model),
+        config=config_dict(model.config),
+        classes=["object"],
+        train_command=command + (f" --seed {seed}" if seed else ""),
+        data={
+            "description": "procedural composites, flowers and street scenes with simulated "
+            "clicks and boxes (fresh every step)",
+            "generators": [
+                "segdemo.data.composites.make_composite",
+                "segdemo.data.flowers.make_flowers",
+                "segdemo.data.scenes.make_scene",
+            ],
+            "train_split": "train",
+            "sizes": list(recipe.sizes),
+            "seed": seed,
+        },
+        metrics=metrics,
+    )
+    print(f"wrote {path}: {metrics}")
+    return metrics
+
+
+def _loss_is_output(loss: torch.Tensor, _targets) -> torch.Tensor:
+    return loss  # the trainer's forward already played the rounds and summed their losses
+
+
+def half_precision(model: Sam) -> Sam:
+    """A float16 copy for shipping (half the file); loading casts back to float32.
+
+    The prompt encoder's random Fourier matrix stays float32: it is a fixed buffer the trained
+    weights depend on exactly, and it is tiny.
+    """
+    shipped = copy.deepcopy(model).half()
+    shipped.prompt_encoder.pe_layer.float()
+    return shipped
