@@ -180,7 +180,7 @@ FRESH_SCENES = ValidationSet(start=1000, count=60, size=(240, 320))
 
 @pytest.mark.xfail(
     strict=True,
-    reason="the shipped maskrcnn reaches mask AP50 0.54 on validation scenes; the target is 0.9",
+    reason="a first maskrcnn run reached mask AP50 0.54 on validation scenes; the target is 0.9",
 )
 def test_shipped_weights_reach_mask_ap50_on_fresh_scenes():
     if not registry.is_available("maskrcnn"):
