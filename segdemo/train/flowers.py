@@ -13,10 +13,8 @@ import torch.nn.functional as F
 from segdemo.data.flowers import CLASS_NAMES, make_flowers
 from segdemo.evaluate import VAL_FLOWERS, flower_validation
 from segdemo.models.patch_classifier import PATCH, STRIDE
-from segdemo.registry import build_model, get_spec
 from segdemo.tasks.common import batch_to_tensor
-from segdemo.train.loop import TrainSettings, fit
-from segdemo.weights import save_weights, weights_dir
+from segdemo.train.loop import train_and_save
 
 TRAIN_SIZE = (96, 96)
 
@@ -76,28 +74,20 @@ RECIPES = {
 
 def train(name: str, steps: int | None, seed: int, resume: bool, out=None) -> dict:
     """Train ``name`` from scratch (or resume), validate it, and write its weights file."""
-    batch, loss, default_steps, lr = RECIPES[name]
-    settings = TrainSettings(steps=steps or default_steps, lr=lr, seed=seed, resume=resume)
-    torch.manual_seed(seed)
-    model = build_model(name)
-    timing = fit(name, model, batch, loss, settings)
-    metrics = flower_validation(name, model)
-    metrics.update(timing, steps=settings.steps)
-    command = f"python -m segdemo.train {name}" + (f" --steps {steps}" if steps else "")
-    path = save_weights(
-        out or weights_dir() / get_spec(name).weights,
-        model,
-        config=vars(model.config),
+    data = {
+        "description": "procedural flowers ({}×{}, fresh every step)".format(*TRAIN_SIZE),
+        "generator": "segdemo.data.flowers.make_flowers",
+        "train_split": "train",
+        "validation": f"split 'val', indices 0..{VAL_FLOWERS.count - 1}, {VAL_FLOWERS.size}",
+    }
+    return train_and_save(
+        name,
+        RECIPES[name],
+        flower_validation,
         classes=list(CLASS_NAMES),
-        train_command=command + (f" --seed {seed}" if seed else ""),
-        data={
-            "description": "procedural flowers ({}×{}, fresh every step)".format(*TRAIN_SIZE),
-            "generator": "segdemo.data.flowers.make_flowers",
-            "train_split": "train",
-            "validation": f"split 'val', indices 0..{VAL_FLOWERS.count - 1}, {VAL_FLOWERS.size}",
-            "seed": seed,
-        },
-        metrics=metrics,
+        data=data,
+        steps=steps,
+        seed=seed,
+        resume=resume,
+        out=out,
     )
-    print(f"wrote {path}: {metrics}")
-    return metrics

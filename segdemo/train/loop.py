@@ -17,7 +17,8 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from segdemo.weights import REPO_ROOT
+from segdemo.registry import build_model, get_spec
+from segdemo.weights import REPO_ROOT, save_weights, weights_dir
 
 CHECKPOINT_DIR = REPO_ROOT / "checkpoints"
 
@@ -86,6 +87,48 @@ def fit(
             _save(checkpoint, model, optimizer, step + 1)
     model.eval()
     return {"train_seconds": round(time.perf_counter() - began, 1), "final_loss": smoothed or 0.0}
+
+
+Recipe = tuple[Callable[[int], tuple], Callable[..., torch.Tensor], int, float]
+# (batch function, loss, default steps, learning rate)
+
+
+def train_and_save(
+    name: str,
+    recipe: Recipe,
+    validate: Callable[[str, torch.nn.Module], dict],
+    *,
+    classes: list[str],
+    data: dict,
+    steps: int | None,
+    seed: int,
+    resume: bool,
+    out=None,
+) -> dict:
+    """Train ``name`` from scratch (or resume), validate it, and write its weights file.
+
+    The file records the config that rebuilds the model, the command that reproduces it, the
+    data it saw and its validation metrics.
+    """
+    batch, loss, default_steps, lr = recipe
+    settings = TrainSettings(steps=steps or default_steps, lr=lr, seed=seed, resume=resume)
+    torch.manual_seed(seed)
+    model = build_model(name)
+    timing = fit(name, model, batch, loss, settings)
+    metrics = validate(name, model)
+    metrics.update(timing, steps=settings.steps)
+    command = f"python -m segdemo.train {name}" + (f" --steps {steps}" if steps else "")
+    path = save_weights(
+        out or weights_dir() / get_spec(name).weights,
+        model,
+        config=vars(model.config),
+        classes=classes,
+        train_command=command + (f" --seed {seed}" if seed else ""),
+        data={**data, "seed": seed},
+        metrics=metrics,
+    )
+    print(f"wrote {path}: {metrics}")
+    return metrics
 
 
 def _save(path: Path, model, optimizer, step: int) -> None:

@@ -17,10 +17,8 @@ import torch.nn.functional as F
 
 from segdemo.data.scenes import CLASS_NAMES, PERSON, PURSE, make_scene
 from segdemo.evaluate import VAL_SCENES, scene_validation
-from segdemo.registry import build_model, get_spec
 from segdemo.tasks.common import batch_to_tensor
-from segdemo.train.loop import TrainSettings, fit
-from segdemo.weights import save_weights, weights_dir
+from segdemo.train.loop import train_and_save
 
 CROP = (128, 160)  # (height, width) of a training crop; multiples of the UNet's stride 16
 SCENE_HEIGHTS = (192, 320)  # scenes are rendered at a random height in this range, 4:3
@@ -91,30 +89,22 @@ RECIPES = {
 
 def train(name: str, steps: int | None, seed: int, resume: bool, out=None) -> dict:
     """Train ``name`` from scratch (or resume), validate it, and write its weights file."""
-    batch, loss, default_steps, lr = RECIPES[name]
-    settings = TrainSettings(steps=steps or default_steps, lr=lr, seed=seed, resume=resume)
-    torch.manual_seed(seed)
-    model = build_model(name)
-    timing = fit(name, model, batch, loss, settings)
-    metrics = scene_validation(name, model)
-    metrics.update(timing, steps=settings.steps)
-    command = f"python -m segdemo.train {name}" + (f" --steps {steps}" if steps else "")
-    path = save_weights(
-        out or weights_dir() / get_spec(name).weights,
-        model,
-        config=vars(model.config),
+    data = {
+        "description": "procedural street scenes, {}×{} crops of scenes {}..{} px high "
+        "(4:3), {} fresh scenes every step".format(*CROP, *SCENE_HEIGHTS, SCENES_PER_STEP),
+        "generator": "segdemo.data.scenes.make_scene",
+        "train_split": "train",
+        "validation": f"split 'val', indices {VAL_SCENES.start}.."
+        f"{VAL_SCENES.start + VAL_SCENES.count - 1}, {VAL_SCENES.size}",
+    }
+    return train_and_save(
+        name,
+        RECIPES[name],
+        scene_validation,
         classes=list(CLASS_NAMES),
-        train_command=command + (f" --seed {seed}" if seed else ""),
-        data={
-            "description": "procedural street scenes, {}×{} crops of scenes {}..{} px high "
-            "(4:3), {} fresh scenes every step".format(*CROP, *SCENE_HEIGHTS, SCENES_PER_STEP),
-            "generator": "segdemo.data.scenes.make_scene",
-            "train_split": "train",
-            "validation": f"split 'val', indices {VAL_SCENES.start}.."
-            f"{VAL_SCENES.start + VAL_SCENES.count - 1}, {VAL_SCENES.size}",
-            "seed": seed,
-        },
-        metrics=metrics,
+        data=data,
+        steps=steps,
+        seed=seed,
+        resume=resume,
+        out=out,
     )
-    print(f"wrote {path}: {metrics}")
-    return metrics
