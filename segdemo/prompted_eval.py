@@ -99,17 +99,18 @@ def folder_samples(data_dir: Path | str, limit: int | None = None):
 VAL_SIZE = (384, 512)  # a photo's frame at the model's input size
 
 
-def procedural_samples(count: int = 16, size: tuple[int, int] = VAL_SIZE):
+def procedural_samples(count: int = 16, size: tuple[int, int] = VAL_SIZE, start: int = 0):
     """Objects on fresh validation images of the three generators (never trained on).
 
+    ``count`` composites and ``count // 2`` flower and scene images from index ``start``.
     Per image one object, chosen without looking at any model: the largest composite object
     other than the background, the largest flower, the largest person or purse.
     """
-    for index in range(count):
+    for index in range(start, start + count):
         c = make_composite(index, "val", size)
         ids, areas = np.unique(c.objects[c.objects > 0], return_counts=True)
         yield f"composite_{index}", c.image, c.objects == ids[np.argmax(areas)]
-    for index in range(count // 2):
+    for index in range(start, start + count // 2):
         f = make_flowers(index, "val", size)
         yield f"flowers_{index}", f.image, _largest_component(f.mask)
         s = make_scene(index, "val", size)
