@@ -11,7 +11,7 @@ import torch
 from segdemo import registry
 from segdemo.data.scenes import CLASS_NAMES, LECTURE_GRID
 from segdemo.evaluate import ValidationSet, scene_validation
-from segdemo.models.unet import UNet
+from segdemo.models.unet import ConvBNReLU, UNet
 from segdemo.registry import build_model
 from segdemo.tasks.semantic import (
     ConfusionMatrix,
@@ -43,6 +43,26 @@ def test_padding_does_not_leak_between_images_of_a_batch():
         both = model(images)
         first = model(images[:1])
     torch.testing.assert_close(both[:1], first, atol=1e-5, rtol=1e-5)
+
+
+def test_inference_folds_batch_norm_without_changing_the_result():
+    torch.manual_seed(0)
+    model = build_model("unet")
+    for module in model.modules():  # non-trivial statistics, as after training
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.2, 0.2)
+    model.eval()
+    images = torch.rand(2, 3, 45, 61)
+    with torch.no_grad():
+        folded = model(images)
+        for module in model.modules():  # batch norm as its own layer, default layout
+            if isinstance(module, ConvBNReLU):
+                module.forward = lambda x, m=module: torch.relu(m[1](m[0](x)))
+        reference = model(images)
+    torch.testing.assert_close(folded, reference, atol=1e-4, rtol=1e-4)
 
 
 def test_skips_change_only_the_decoder_inputs():
