@@ -27,6 +27,9 @@ CHROMIUM_ARGS = [
 TAB_NAMES = {
     "classify": "Classification as segmentation",
     "upsample": "Upsampling: transposed conv vs bilinear",
+    "unet": "UNet semantic masks",
+    "maskrcnn": "Mask R-CNN instances",
+    "prompted": "Prompted masks (SAM-style)",
     "models": "Models",
 }
 
@@ -61,6 +64,21 @@ def open_tab(page, tab: str):
 def upload(panel, image_path: str) -> None:
     """Put a file into the first image upload box of a tab panel."""
     panel.locator("input[type=file]").first.set_input_files(image_path)
+
+
+def click_image(page, selector: str, x: float, y: float) -> None:
+    """Click the picture of an image component at pixel (x, y) of the picture itself.
+
+    The picture is scaled to fit its box (``object-fit: contain``), so the pixel is mapped
+    through that scale and the centring offset, as the browser draws it.
+    """
+    image = page.locator(f"{selector} img").first
+    box = image.bounding_box()
+    width, height = image.evaluate("el => [el.naturalWidth, el.naturalHeight]")
+    scale = min(box["width"] / width, box["height"] / height)
+    left = box["x"] + (box["width"] - width * scale) / 2
+    top = box["y"] + (box["height"] - height * scale) / 2
+    page.mouse.click(left + (x + 0.5) * scale, top + (y + 0.5) * scale)
 
 
 def take_screenshots(url: str, out_dir: Path) -> list[Path]:

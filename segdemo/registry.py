@@ -198,9 +198,18 @@ def build_model(name: str, **config: Any) -> torch.nn.Module:
     return get_spec(name).builder(**config)
 
 
-def load_model(name: str, device: str | torch.device | None = None) -> torch.nn.Module:
-    """The trained model in eval mode, loaded once per (name, device) and shared."""
+def load_model(
+    name: str, device: str | torch.device | None = None, *, task: str | None = None
+) -> torch.nn.Module:
+    """The trained model in eval mode, loaded once per (name, device) and shared.
+
+    With ``task``, a model registered for another task is refused with the names that fit,
+    so a mistyped choice never reaches a function that cannot run it.
+    """
     spec = get_spec(name)
+    if task is not None and spec.task != task:
+        fitting = ", ".join(list_models(task=task))
+        raise UnknownModelError(f"{name!r} is not a {task} model; {task} models: {fitting}")
     device = torch.device(device or _DEFAULT_DEVICE[0])
     key = (name, str(device))
     with _GLOBAL_LOCK:

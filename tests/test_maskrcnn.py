@@ -178,14 +178,24 @@ def test_coco_scorer_gives_perfect_and_imperfect_scores():
 FRESH_SCENES = ValidationSet(start=1000, count=60, size=(240, 320))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a first maskrcnn run reached mask AP50 0.54 on validation scenes; the target is 0.9",
-)
-def test_shipped_weights_reach_mask_ap50_on_fresh_scenes():
+@pytest.fixture(scope="module")
+def fresh_metrics():
     if not registry.is_available("maskrcnn"):
         pytest.fail("weights/maskrcnn.safetensors is missing: python -m segdemo.train maskrcnn")
-    metrics = instance_validation("maskrcnn", data=FRESH_SCENES)
-    assert metrics["val_mask_ap50"] >= 0.85, metrics
-    assert metrics["val_box_ap50"] >= 0.85, metrics
-    assert metrics["val_mask_ap50_person"] >= 0.9, metrics
+    return instance_validation("maskrcnn", data=FRESH_SCENES)
+
+
+def test_shipped_weights_keep_their_measured_quality_on_fresh_scenes(fresh_metrics):
+    # The shipped run measured mask AP50 0.65 and box AP50 0.79 on its 200 validation scenes;
+    # 60 other scenes vary by a few points, so the floors sit a little below.
+    assert fresh_metrics["val_mask_ap50"] >= 0.58, fresh_metrics
+    assert fresh_metrics["val_box_ap50"] >= 0.72, fresh_metrics
+    assert fresh_metrics["val_mask_ap50_person"] >= 0.65, fresh_metrics
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the issue's target is mask AP50 0.9; the shipped weights reach 0.65 (see README)",
+)
+def test_shipped_weights_reach_the_target_mask_ap50(fresh_metrics):
+    assert fresh_metrics["val_mask_ap50"] >= 0.9, fresh_metrics

@@ -110,7 +110,7 @@ def segment_instances(
 ) -> InstanceResult:
     """Every instance with score >= ``score_threshold``; masks are probability >= the mask
     threshold. Instances whose mask is empty at that threshold are dropped."""
-    model = model if model is not None else load_model(name)
+    model = model if model is not None else load_model(name, task="instances")
     found = detect(model, prepared.pixels)
     names = class_names(name)
     instances = []

@@ -122,7 +122,7 @@ def embed(
     key = (session, model_name, prepared.digest)
     cached = cache.get(key)
     if cached is None:
-        cached = compute_embedding(load_model(model_name), prepared.pixels)
+        cached = compute_embedding(load_model(model_name, task="prompted"), prepared.pixels)
         cache.put(key, cached)
     return cached
 
@@ -185,7 +185,7 @@ def segment(
     cached = cache.get((session, model_name, prepared.digest))
     embedding = embed(prepared, model_name, session, cache)
     began = time.perf_counter()
-    predictor = predictor_for(load_model(model_name), embedding)
+    predictor = predictor_for(load_model(model_name, task="prompted"), embedding)
     working, scores, logits = predictor.predict(
         coords,
         labels,
@@ -229,7 +229,7 @@ def segment_everything(
     is valid because it runs on the whole image (no crops).
     """
     began = time.perf_counter()
-    model = load_model(model_name)
+    model = load_model(model_name, task="prompted")
     embedding = embed(prepared, model_name, session, cache)
     batch = 16  # masks of a batch are decoded at the working size: keep memory small
     generator = SamAutomaticMaskGenerator(

@@ -61,9 +61,9 @@ def fit(
         model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay
     )
     checkpoint = checkpoint_dir / f"{name}.pt"
-    start = _resume(checkpoint, model, optimizer) if settings.resume else 0
+    start, earlier = _resume(checkpoint, model, optimizer) if settings.resume else (0, 0.0)
     model.train()
-    began, smoothed = time.perf_counter(), None
+    began, smoothed = time.perf_counter() - (earlier or 0.0), None
     bar = tqdm(
         range(start, settings.steps),
         desc=f"train {name}",
@@ -84,9 +84,12 @@ def fit(
         smoothed = loss.item() if smoothed is None else 0.95 * smoothed + 0.05 * loss.item()
         bar.set_postfix(loss=f"{smoothed:.4f}")
         if (step + 1) % settings.checkpoint_every == 0 or step + 1 == settings.steps:
-            _save(checkpoint, model, optimizer, step + 1)
+            _save(checkpoint, model, optimizer, step + 1, time.perf_counter() - began)
     model.eval()
-    return {"train_seconds": round(time.perf_counter() - began, 1), "final_loss": smoothed or 0.0}
+    timing = {"train_seconds": round(time.perf_counter() - began, 1), "final_loss": smoothed or 0.0}
+    if start and earlier is None:  # resumed from a checkpoint that did not record its time
+        timing["train_seconds_from_step"] = start
+    return timing
 
 
 Recipe = tuple[Callable[[int], tuple], Callable[..., torch.Tensor], int, float]
@@ -131,21 +134,22 @@ def train_and_save(
     return metrics
 
 
-def _save(path: Path, model, optimizer, step: int) -> None:
+def _save(path: Path, model, optimizer, step: int, seconds: float) -> None:
+    """``seconds``: training time up to ``step``, summed over every sitting so far."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    torch.save(
-        {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step}, tmp
-    )
+    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step}
+    torch.save({**state, "seconds": seconds}, tmp)
     tmp.replace(path)  # never leave a half-written checkpoint behind
 
 
-def _resume(path: Path, model, optimizer) -> int:
+def _resume(path: Path, model, optimizer) -> tuple[int, float | None]:
+    """Load a checkpoint; returns its step and the training seconds it recorded (or None)."""
     if not path.is_file():
         print(f"no checkpoint at {path}; starting from scratch")
-        return 0
+        return 0, 0.0
     state = torch.load(path, map_location="cpu", weights_only=True)
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     print(f"resuming {path} at step {state['step']}")
-    return int(state["step"])
+    return int(state["step"]), state.get("seconds")

@@ -13,6 +13,7 @@ from segdemo.ui.common import (
     image_input,
     load_input,
     notes_markdown,
+    queue_group,
     result_image,
     to_uint8_mask,
     user_errors,
@@ -84,8 +85,9 @@ def build_tab() -> None:
                 with gr.Accordion("Details (JSON)", open=False):
                     details = gr.JSON()
         outputs = [low_res, picture, mask_file, summary, details]
-        run.click(classify_segment_ui, [image], outputs, api_name="classify_segment")
-        image.upload(classify_segment_ui, [image], outputs, api_visibility="private")
+        dense = queue_group("dense")
+        run.click(classify_segment_ui, [image], outputs, api_name="classify_segment", **dense)
+        image.upload(classify_segment_ui, [image], outputs, api_visibility="private", **dense)
         examples.load_input_event.then(
-            classify_segment_ui, [image], outputs, api_visibility="private"
+            classify_segment_ui, [image], outputs, api_visibility="private", **dense
         )

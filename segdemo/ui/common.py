@@ -20,6 +20,24 @@ log = logging.getLogger("segdemo")
 USER_ERRORS = (ImageInputError, ModelUnavailableError, UnknownModelError, WeightsError)
 
 
+# Concurrency groups: events that run the same kind of model share one queue slot count.
+# Two CPU cores, and torch already spreads one call over both: more heavy calls at once only
+# slow each of them down, so heavy groups run one or two at a time. A click in the prompted
+# tab only runs SAM's small decoder (milliseconds) and has its own group, so it never waits
+# behind a multi-second image embedding or "segment everything" of another user.
+CONCURRENCY_LIMITS = {
+    "dense": 2,  # patch classifier, upsampling nets, UNets: tens of milliseconds each
+    "maskrcnn": 1,  # up to seconds per image with the official ResNet-50 checkpoint
+    "sam_embed": 1,  # image encoders: up to many seconds with the official ViTs
+    "sam_click": 4,  # prompt encoder + mask decoder on a cached embedding
+}
+
+
+def queue_group(name: str) -> dict:
+    """Keyword arguments that put an event listener into a concurrency group."""
+    return {"concurrency_id": name, "concurrency_limit": CONCURRENCY_LIMITS[name]}
+
+
 def image_input(label: str = "Image") -> gr.Image:
     """An upload box whose decoding failures become messages a user can act on.
 

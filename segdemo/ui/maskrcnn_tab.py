@@ -22,7 +22,14 @@ from segdemo.tasks.instances import (
     segment_instances,
 )
 from segdemo.tasks.semantic import PALETTE, segment
-from segdemo.ui.common import image_input, load_input, notes_markdown, result_image, user_errors
+from segdemo.ui.common import (
+    image_input,
+    load_input,
+    notes_markdown,
+    queue_group,
+    result_image,
+    user_errors,
+)
 
 SHIPPED = "maskrcnn"
 SEMANTIC = "unet"
@@ -212,7 +219,9 @@ def build_tab() -> None:
                 run = gr.Button("Find instances", variant="primary")
                 examples = gr.Examples(scene_examples(), inputs=[image], label="Examples")
             with gr.Column():
-                picture = result_image("Instances: mask, box, class and confidence")
+                picture = result_image(
+                    "Instances: mask, box, class and confidence", elem_id="maskrcnn-picture"
+                )
                 summary = gr.Markdown()
                 table = gr.Dataframe(headers=TABLE_HEADERS, interactive=False, label="Instances")
                 with gr.Row():
@@ -222,8 +231,12 @@ def build_tab() -> None:
                     details = gr.JSON()
         gr.Markdown("### Semantic vs instance: the same image through a UNet and Mask R-CNN")
         with gr.Row():
-            semantic = result_image(f"Semantic ({SEMANTIC}): one label per pixel")
-            instances = result_image(f"Instance ({SHIPPED}): one mask per object")
+            semantic = result_image(
+                f"Semantic ({SEMANTIC}): one label per pixel", elem_id="semantic-picture"
+            )
+            instances = result_image(
+                f"Instance ({SHIPPED}): one mask per object", elem_id="instance-picture"
+            )
         compare_note = gr.Markdown()
         compare = gr.Button("Compare semantic and instance")
         gr.Markdown(EXPLANATION)
@@ -231,17 +244,23 @@ def build_tab() -> None:
         inputs = [image, model, score, mask]
         outputs = [picture, summary, table, id_map, coco, details]
         compare_outputs = [semantic, instances, compare_note]
-        run.click(maskrcnn_instances_ui, inputs, outputs, api_name="maskrcnn_instances")
+        group = queue_group("maskrcnn")
+        run.click(maskrcnn_instances_ui, inputs, outputs, api_name="maskrcnn_instances", **group)
         compare.click(
             semantic_vs_instance_ui,
             [image, score],
             compare_outputs,
             api_name="semantic_vs_instance",
+            **group,
         )
         # A new image also refreshes the comparison; threshold and model changes only the top.
         for event in (image.upload, examples.load_input_event.then):
-            event(maskrcnn_instances_ui, inputs, outputs, api_visibility="private").then(
-                semantic_vs_instance_ui, [image, score], compare_outputs, api_visibility="private"
+            event(maskrcnn_instances_ui, inputs, outputs, api_visibility="private", **group).then(
+                semantic_vs_instance_ui,
+                [image, score],
+                compare_outputs,
+                api_visibility="private",
+                **group,
             )
         for control in (score.release, mask.release, model.change):
-            control(refresh_ui, inputs, outputs, api_visibility="private")
+            control(refresh_ui, inputs, outputs, api_visibility="private", **group)

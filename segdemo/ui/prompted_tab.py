@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import uuid
 
 import gradio as gr
@@ -15,7 +16,14 @@ from segdemo.examples import flower_examples, scene_examples
 from segdemo.imaging import PreparedImage, save_png
 from segdemo.registry import get_spec, is_available, list_models
 from segdemo.tasks.prompted import PromptError, embed, segment, segment_everything
-from segdemo.ui.common import image_input, load_input, notes_markdown, result_image, to_uint8_mask
+from segdemo.ui.common import (
+    image_input,
+    load_input,
+    notes_markdown,
+    queue_group,
+    result_image,
+    to_uint8_mask,
+)
 from segdemo.ui.common import user_errors as _user_errors
 
 DEFAULT_MODEL = "sam_tiny"
@@ -331,6 +339,8 @@ def parse_prompts(points_json: str, box_json: str, size: tuple[int, int]):
     ):
         raise PromptError("points must be a JSON list of [x, y, label], e.g. [[120, 80, 1]]")
     for x, y, label in points:
+        if not (math.isfinite(x) and math.isfinite(y)):
+            raise PromptError(f"point ({x}, {y}) has a coordinate that is not a number")
         if label not in (0, 1):
             raise PromptError(f"a point's label is 1 (positive) or 0 (negative), not {label}")
         if not (0 <= x < w and 0 <= y < h):
@@ -341,8 +351,14 @@ def parse_prompts(points_json: str, box_json: str, size: tuple[int, int]):
             isinstance(box, list) and len(box) == 4 and all(isinstance(v, int | float) for v in box)
         ):
             raise PromptError("box must be a JSON list [x0, y0, x1, y1], or empty")
+        if not all(math.isfinite(v) for v in box):
+            raise PromptError(f"box {box} has a coordinate that is not a number")
         if min(box) < 0 or max(box[0], box[2]) > w or max(box[1], box[3]) > h:
             raise PromptError(f"box {box} reaches outside the {w}×{h} image")
+        if box[0] == box[2] or box[1] == box[3]:
+            raise PromptError(f"box {box} has no area: give two opposite corners")
+        # Corners may come in any order (a box dragged up or to the left): sort them.
+        box = [min(box[0], box[2]), min(box[1], box[3]), max(box[0], box[2]), max(box[1], box[3])]
     if not points and box is None:
         raise PromptError("Give at least one point or a box.")
     return points, box
@@ -389,7 +405,9 @@ def build_tab() -> None:
                     flower_examples() + scene_examples(), inputs=[image], label="Examples"
                 )
                 model = gr.Dropdown(model_choices(), value=DEFAULT_MODEL, label="Model")
-                mode = gr.Radio(MODES, value="add", label="A click on the image will")
+                mode = gr.Radio(
+                    MODES, value="add", label="A click on the image will", elem_id="prompted-mode"
+                )
                 with gr.Row():
                     undo_button = gr.Button("Undo last prompt")
                     clear_button = gr.Button("Clear all")
@@ -403,7 +421,7 @@ def build_tab() -> None:
                     height=480,
                     elem_id="prompted-canvas",
                 )
-                status = gr.Markdown()
+                status = gr.Markdown(elem_id="prompted-status")
                 gallery = gr.Gallery(
                     label="Masks for a single click (predicted IoU); click one to choose it",
                     columns=3,
@@ -432,25 +450,29 @@ def build_tab() -> None:
                     api_details = gr.JSON(label="Scores")
 
         outputs = [state, canvas, gallery, cutout, mask_file, status, points_json, box_json]
-        image.upload(load_image, [image, model], outputs, api_visibility="private")
-        image.clear(lambda: _outputs(new_state()), None, outputs, api_visibility="private")
+        private = {"api_visibility": "private"}
+        embed_group, click_group = queue_group("sam_embed"), queue_group("sam_click")
+        image.upload(load_image, [image, model], outputs, **private, **embed_group)
+        image.clear(lambda: _outputs(new_state()), None, outputs, **private)
         examples.load_input_event.then(
-            load_image, [image, model], outputs, api_visibility="private"
+            load_image, [image, model], outputs, **private, **embed_group
         )
-        canvas.select(add_prompt, [state, mode, model], outputs, api_visibility="private")
-        undo_button.click(undo, [state, model], outputs, api_visibility="private")
-        clear_button.click(clear, [state], outputs, api_visibility="private")
-        model.change(change_model, [state, model], outputs, api_visibility="private")
-        gallery.select(choose_mask, [state], outputs, api_visibility="private")
+        model.change(change_model, [state, model], outputs, **private, **embed_group)
         everything_button.click(
             everything,
             [state, model],
             [everything_image, everything_note],
-            api_visibility="private",
+            **private,
+            **embed_group,
         )
+        canvas.select(add_prompt, [state, mode, model], outputs, **private, **click_group)
+        undo_button.click(undo, [state, model], outputs, **private, **click_group)
+        clear_button.click(clear, [state], outputs, **private)
+        gallery.select(choose_mask, [state], outputs, **private)
         run_json.click(
             prompt_segment,
             [image, points_json, box_json, model, multimask],
             [api_picture, api_files, api_details],
             api_name="prompt_segment",
+            **click_group,
         )

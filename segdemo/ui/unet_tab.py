@@ -20,7 +20,14 @@ from segdemo.tasks.semantic import (
     score,
     unet_compare,
 )
-from segdemo.ui.common import image_input, load_input, notes_markdown, result_image, user_errors
+from segdemo.ui.common import (
+    image_input,
+    load_input,
+    notes_markdown,
+    queue_group,
+    result_image,
+    user_errors,
+)
 
 TITLES = {"unet": "UNet (with skips)", "unet_noskip": "No skip connections"}
 LOSS_LIMIT = 4.0  # nats: the loss maps saturate here (p(true class) ≈ 2%)
@@ -192,7 +199,7 @@ def lecture_grid_pictures() -> tuple[np.ndarray, list[tuple[np.ndarray, str]]]:
 
 
 def build_tab() -> None:
-    with gr.Tab("UNet semantic masks", id="unet"):
+    with gr.Tab("UNet semantic masks", id="unet", elem_id="unet-tab"):
         with gr.Row():
             with gr.Column(scale=1):
                 image = image_input()
@@ -208,7 +215,10 @@ def build_tab() -> None:
                 summary = gr.Markdown()
         gr.Markdown("### With and without skip connections, on the same image")
         with gr.Row():
-            colour_maps = [result_image(f"{title}: label map") for title in TITLES.values()]
+            colour_maps = [
+                result_image(f"{title}: label map", elem_id=f"{name}-labels")
+                for name, title in TITLES.items()
+            ]
             truth = result_image("Ground truth (examples only)")
         with gr.Row():
             losses = [
@@ -234,9 +244,12 @@ def build_tab() -> None:
         gr.Markdown(EXPLANATION)
 
         outputs = [annotated, *colour_maps, truth, *losses, slices, summary, files, details]
-        run.click(unet_segment_ui, [image], outputs, api_name="unet_segment")
-        image.upload(unet_segment_ui, [image], outputs, api_visibility="private")
-        examples.load_input_event.then(unet_segment_ui, [image], outputs, api_visibility="private")
+        dense = queue_group("dense")
+        run.click(unet_segment_ui, [image], outputs, api_name="unet_segment", **dense)
+        image.upload(unet_segment_ui, [image], outputs, api_visibility="private", **dense)
+        examples.load_input_event.then(
+            unet_segment_ui, [image], outputs, api_visibility="private", **dense
+        )
 
         gr.Markdown("### Worked example: the lecture's label grid, one-hot")
         grid_colour, grid_slices = lecture_grid_pictures()

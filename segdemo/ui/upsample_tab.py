@@ -20,6 +20,7 @@ from segdemo.ui.common import (
     image_input,
     load_input,
     notes_markdown,
+    queue_group,
     result_image,
     to_uint8_mask,
     user_errors,
@@ -176,10 +177,11 @@ def build_tab() -> None:
             with gr.Accordion("Details (JSON)", open=False):
                 details = gr.JSON()
         outputs = [*pictures, summary, mask_files, details]
-        run.click(upsample_compare_ui, [image], outputs, api_name="upsample_compare")
-        image.upload(upsample_compare_ui, [image], outputs, api_visibility="private")
+        dense = queue_group("dense")
+        run.click(upsample_compare_ui, [image], outputs, api_name="upsample_compare", **dense)
+        image.upload(upsample_compare_ui, [image], outputs, api_visibility="private", **dense)
         examples.load_input_event.then(
-            upsample_compare_ui, [image], outputs, api_visibility="private"
+            upsample_compare_ui, [image], outputs, api_visibility="private", **dense
         )
 
         gr.Markdown("### Shape arithmetic\n" + CALCULATOR_HELP)
