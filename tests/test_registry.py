@@ -111,3 +111,8 @@ def test_metadata_round_trip(tmp_path):
     assert set(load_weights(path, "cmd").state_dict) == {"weight", "bias"}
     with pytest.raises(ValueError, match="unknown metadata"):
         save_weights(tmp_path / "x.safetensors", model, notes="x")
+
+
+def test_a_model_of_another_task_is_refused_by_name():
+    with pytest.raises(registry.UnknownModelError, match="'unet' is not a prompted model"):
+        registry.load_model("unet", task="prompted")
