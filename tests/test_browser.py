@@ -6,11 +6,17 @@ installs it. On failure a screenshot of the page is saved in the test's temporar
 
 from __future__ import annotations
 
+import re
+
+import numpy as np
 import pytest
 from PIL import Image
+from scipy import ndimage
 
-from segdemo.browser import browser_page, chromium_available, open_tab, upload
-from segdemo.examples import flower_examples
+from segdemo import registry
+from segdemo.browser import browser_page, chromium_available, click_image, open_tab, upload
+from segdemo.clicks import first_click
+from segdemo.examples import flower_examples, ground_truth, scene_examples
 from segdemo.models.patch_classifier import output_size
 
 pytestmark = pytest.mark.skipif(
@@ -67,3 +73,80 @@ def test_a_bad_upload_shows_a_message_and_the_page_keeps_working(page, tmp_path)
     panel = open_tab(page, "classify")
     upload(panel, str(junk))
     page.get_by_text("not an image that can be read").first.wait_for(timeout=30_000)
+
+
+def needs(name: str):
+    return pytest.mark.skipif(
+        not registry.is_available(name),
+        reason=f"weights for {name} not shipped: {registry.get_spec(name).train_command}",
+    )
+
+
+@needs("unet")
+@needs("unet_noskip")
+def test_unet_tab_shows_both_label_maps_and_the_slices(page):
+    example = scene_examples()[0]
+    panel = open_tab(page, "unet")
+    upload(panel, example)
+    size = Image.open(example).size[::-1]
+    for name in ("unet", "unet_noskip"):
+        assert natural_size(page, f"#{name}-labels") == size
+    page.get_by_text("mIoU").first.wait_for()
+
+
+@needs("maskrcnn")
+def test_maskrcnn_tab_shows_instances_and_the_semantic_comparison(page):
+    example = scene_examples()[0]
+    panel = open_tab(page, "maskrcnn")
+    upload(panel, example)
+    h, w = Image.open(example).size[::-1]
+    assert natural_size(page, "#maskrcnn-picture") == (2 * h, 2 * w)  # small images drawn ×2
+    assert natural_size(page, "#instance-picture") == (2 * h, 2 * w)
+    panel.get_by_text(re.compile(r"\d+ instances")).first.wait_for()
+
+
+def mask_pixels(page, at_least_prompts: int) -> int:
+    """The mask's size from the status line, once it reports ``at_least_prompts`` prompts."""
+    status = page.locator("#prompted-status")
+    pattern = re.compile(rf"{at_least_prompts} prompt\(s\).*?([\d,]+) pixels", re.S)
+    page.wait_for_function(
+        "([el, p]) => new RegExp(p, 's').test(el.innerText)",
+        arg=[status.element_handle(), pattern.pattern],
+        timeout=60_000,
+    )
+    return int(pattern.search(status.inner_text()).group(1).replace(",", ""))
+
+
+@needs("sam_tiny")
+def test_prompted_tab_click_remove_undo_and_clear(page):
+    example = flower_examples()[0]
+    pixels = np.asarray(Image.open(example).convert("RGB"))
+    labels, _ = ndimage.label(ground_truth(pixels) > 0)
+    biggest = labels == np.argmax(np.bincount(labels.ravel())[1:]) + 1
+    inside = first_click(biggest)
+
+    panel = open_tab(page, "prompted")
+    upload(panel, example)
+    panel.get_by_text("Click on it").first.wait_for(timeout=90_000)
+    assert natural_size(page, "#prompted-canvas") == pixels.shape[:2]
+
+    click_image(page, "#prompted-canvas", inside.x, inside.y)
+    first = mask_pixels(page, 1)
+    assert first > 0.3 * biggest.sum()  # the clicked flower is mostly in the mask
+    assert panel.get_by_text("predicted IoU").count() >= 1
+
+    panel.locator("#prompted-mode").get_by_text("Remove").click()
+    ys, xs = np.nonzero(biggest)
+    edge = (xs.max(), ys[np.argmax(xs)])  # the flower's rightmost pixel: part of the mask
+    click_image(page, "#prompted-canvas", *edge)
+    second = mask_pixels(page, 2)
+    assert second != first
+
+    panel.get_by_role("button", name="Undo last prompt").click()
+    assert mask_pixels(page, 1) == first
+
+    panel.get_by_role("button", name="Clear all").click()
+    page.wait_for_function(
+        "el => !el.innerText.includes('prompt(s)')",
+        arg=page.locator("#prompted-status").element_handle(),
+    )
