@@ -69,16 +69,22 @@ def upload(panel, image_path: str) -> None:
 def click_image(page, selector: str, x: float, y: float) -> None:
     """Click the picture of an image component at pixel (x, y) of the picture itself.
 
-    The picture is scaled to fit its box (``object-fit: contain``), so the pixel is mapped
+    The picture is drawn centred in its box, scaled as its CSS ``object-fit`` says (gradio
+    shows small pictures at their natural size: ``scale-down``), so the pixel is mapped
     through that scale and the centring offset, as the browser draws it.
     """
     image = page.locator(f"{selector} img").first
     box = image.bounding_box()
-    width, height = image.evaluate("el => [el.naturalWidth, el.naturalHeight]")
+    width, height, fit = image.evaluate(
+        "el => [el.naturalWidth, el.naturalHeight, getComputedStyle(el).objectFit]"
+    )
     scale = min(box["width"] / width, box["height"] / height)
-    left = box["x"] + (box["width"] - width * scale) / 2
-    top = box["y"] + (box["height"] - height * scale) / 2
-    page.mouse.click(left + (x + 0.5) * scale, top + (y + 0.5) * scale)
+    scale_x = scale_y = {"scale-down": min(scale, 1.0), "none": 1.0}.get(fit, scale)
+    if fit == "fill":  # stretched to the box
+        scale_x, scale_y = box["width"] / width, box["height"] / height
+    left = box["x"] + (box["width"] - width * scale_x) / 2
+    top = box["y"] + (box["height"] - height * scale_y) / 2
+    page.mouse.click(left + (x + 0.5) * scale_x, top + (y + 0.5) * scale_y)
 
 
 def take_screenshots(url: str, out_dir: Path) -> list[Path]:

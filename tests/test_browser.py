@@ -132,7 +132,8 @@ def test_prompted_tab_click_remove_undo_and_clear(page):
 
     click_image(page, "#prompted-canvas", inside.x, inside.y)
     first = mask_pixels(page, 1)
-    assert first > 0.3 * biggest.sum()  # the clicked flower is mostly in the mask
+    # The clicked flower is mostly in the mask, and the mask is not the whole picture.
+    assert 0.3 * biggest.sum() < first < 0.5 * biggest.size
     assert panel.get_by_text("predicted IoU").count() >= 1
 
     panel.locator("#prompted-mode").get_by_text("Remove").click()
