@@ -136,9 +136,9 @@ def scene_table(names=SCENE_MODELS) -> str:
     short = [c.split("/")[0] for c in CLASS_NAMES]
     rows = [
         f"Validation: {VAL_SCENES.count} fresh procedural street scenes ({h}×{w}, split 'val'), "
-        f"2 CPU threads. Boundary mIoU counts only pixels within {BOUNDARY_RADIUS} px of a true "
-        f"class boundary. Latency: median forward pass on a {LATENCY_SIZE[0]}×{LATENCY_SIZE[1]} "
-        "image.",
+        f"{torch.get_num_threads()} CPU threads. Boundary mIoU counts only pixels within "
+        f"{BOUNDARY_RADIUS} px of a true class boundary. Latency: median forward pass on a "
+        f"{LATENCY_SIZE[0]}×{LATENCY_SIZE[1]} image.",
         "",
         "| model | mIoU | boundary mIoU | " + " | ".join(short) + " | ms / image | ms / 512² |",
         "|---|---|---|" + "---|" * len(short) + "---|---|",
@@ -206,7 +206,8 @@ def instance_table(names=INSTANCE_MODELS) -> str:
     rows = [
         f"Validation: {VAL_INSTANCES.count} fresh procedural street scenes ({h}×{w}, split "
         "'val'), person and purse instances, scored by pycocotools COCOeval (AP = mean over IoU "
-        f"0.50:0.95 and classes). 2 CPU threads; latency is the median call on a {lw}×{lh} scene.",
+        f"0.50:0.95 and classes). {torch.get_num_threads()} CPU threads; latency is the median "
+        f"call on a {lw}×{lh} scene.",
         "",
         "| model | mask AP | mask AP50 | box AP | box AP50 | mask AP50 person / purse "
         f"| ms / {h}×{w} | ms / {lw}×{lh} |",
