@@ -230,7 +230,8 @@ ENDPOINTS = {
     "/classify_segment": lambda f: (f.flower,),
     "/upsample_compare": lambda f: (f.flower,),
     "/unet_segment": lambda f: (f.scene,),
-    "/maskrcnn_instances": lambda f: (f.scene, 0.5, 0.5, "maskrcnn"),
+    "/maskrcnn_instances": lambda f: (f.scene, "maskrcnn", 0.5, 0.5),
+    "/semantic_vs_instance": lambda f: (f.scene, 0.5),
     "/prompt_segment": lambda f: (f.flower, "[[160, 120, 1]]", "", "sam_tiny", True),
 }
 
