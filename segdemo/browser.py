@@ -89,24 +89,37 @@ def click_image(page, selector: str, x: float, y: float) -> None:
 
 def take_screenshots(url: str, out_dir: Path) -> list[Path]:
     """Run an example in each tab and save a screenshot of it to ``out_dir``."""
-    from segdemo.examples import flower_examples
+    from segdemo.examples import flower_examples, scene_examples
 
     out_dir.mkdir(parents=True, exist_ok=True)
     shots = []
+
+    def shoot(page, tab: str) -> None:
+        page.wait_for_timeout(1500)  # let the remaining outputs render
+        shots.append(out_dir / f"tab-{tab}.png")
+        page.screenshot(path=str(shots[-1]), full_page=True)
+
     with browser_page() as page:
         page.goto(url)
-        for tab, button in (("classify", "Segment"), ("upsample", "Compare")):
+        for tab, example, result in (
+            ("classify", flower_examples()[1], "#classify-overlay img"),
+            ("upsample", flower_examples()[1], "#upsample_bilinear-mask img"),
+            ("unet", scene_examples()[1], "#unet_noskip-labels img"),
+            ("maskrcnn", scene_examples()[1], "#instance-picture img"),
+        ):
             panel = open_tab(page, tab)
-            upload(panel, flower_examples()[1])
-            panel.get_by_role("button", name=button, exact=True).click()
-            panel.locator(".pixelated img").first.wait_for(state="visible")
-            page.wait_for_timeout(1500)  # let the remaining outputs render
-            shots.append(out_dir / f"tab-{tab}.png")
-            page.screenshot(path=str(shots[-1]), full_page=True)
+            upload(panel, example)
+            page.locator(result).first.wait_for(state="visible")
+            shoot(page, tab)
+        panel = open_tab(page, "prompted")
+        upload(panel, flower_examples()[0])
+        panel.get_by_text("Click on it").first.wait_for()
+        page.wait_for_timeout(500)
+        click_image(page, "#prompted-canvas", 165, 134)  # the big yellow flower of this example
+        panel.get_by_text("1 prompt(s)").first.wait_for()
+        shoot(page, "prompted")
         open_tab(page, "models")
-        page.wait_for_timeout(1000)
-        shots.append(out_dir / "tab-models.png")
-        page.screenshot(path=str(shots[-1]), full_page=True)
+        shoot(page, "models")
     return shots
 
 
