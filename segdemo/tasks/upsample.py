@@ -34,9 +34,9 @@ class UpsampleResult:
 
 
 @torch.no_grad()
-def predict(name: str, pixels: np.ndarray) -> UpsampleResult:
-    """Run one upsampling net on ``HxWx3 uint8`` pixels."""
-    logits = run_on_pixels(load_model(name), pixels)
+def predict(name: str, pixels: np.ndarray, model: torch.nn.Module | None = None) -> UpsampleResult:
+    """Run one upsampling net (the shipped ``name``, or ``model``) on ``HxWx3 uint8`` pixels."""
+    logits = run_on_pixels(model if model is not None else load_model(name), pixels)
     return UpsampleResult(logits, sigmoid(logits).astype(np.float32), checkerboard_score(logits))
 
 

@@ -9,6 +9,7 @@ from segdemo.examples import flower_examples, ground_truth
 from segdemo.imaging import save_png
 from segdemo.metrics import iou
 from segdemo.tasks.patch_classify import classify_segment
+from segdemo.ui import finetune_section
 from segdemo.ui.common import (
     image_input,
     load_input,
@@ -84,6 +85,7 @@ def build_tab() -> None:
                 mask_file = gr.File(label="Mask at the original size (PNG)")
                 with gr.Accordion("Details (JSON)", open=False):
                     details = gr.JSON()
+        finetune_section.build_section(("patch_classifier",), "classify", with_api=True)
         outputs = [low_res, picture, mask_file, summary, details]
         dense = queue_group("dense")
         run.click(classify_segment_ui, [image], outputs, api_name="classify_segment", **dense)

@@ -30,6 +30,7 @@ CONCURRENCY_LIMITS = {
     "maskrcnn": 1,  # up to seconds per image with the official ResNet-50 checkpoint
     "sam_embed": 1,  # image encoders: up to many seconds with the official ViTs
     "sam_click": 4,  # prompt encoder + mask decoder on a cached embedding
+    "finetune": 1,  # "train on this image": up to 20 s of both cores per request
 }
 
 

@@ -10,12 +10,14 @@ from segdemo.examples import flower_examples, ground_truth
 from segdemo.imaging import save_png
 from segdemo.metrics import iou
 from segdemo.tasks.upsample import (
+    UPSAMPLING_MODELS,
     conv_matrix_example,
     conv_output_size,
     conv_transpose_output_size,
     upsample_compare,
     worst_checkerboard_window,
 )
+from segdemo.ui import finetune_section
 from segdemo.ui.common import (
     image_input,
     load_input,
@@ -176,6 +178,7 @@ def build_tab() -> None:
             mask_files = gr.File(label="Masks at the original size (PNG)", file_count="multiple")
             with gr.Accordion("Details (JSON)", open=False):
                 details = gr.JSON()
+        finetune_section.build_section(UPSAMPLING_MODELS, "upsample")
         outputs = [*pictures, summary, mask_files, details]
         dense = queue_group("dense")
         run.click(upsample_compare_ui, [image], outputs, api_name="upsample_compare", **dense)

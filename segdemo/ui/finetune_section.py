@@ -1,0 +1,281 @@
+""" "Train on this image": the section the first two tabs share, and the /train_on_image API.
+
+The user paints green (foreground) and red (background) strokes on a photo, or gives a mask
+PNG as the label; copies of the flower models are fine-tuned on those pixels (``tasks.finetune``)
+and shown beside the shipped models. The tuned weights live in that user's ``gr.State`` only.
+"""
+
+from __future__ import annotations
+
+import gradio as gr
+import numpy as np
+from PIL import Image
+
+from segdemo import viz
+from segdemo.examples import ground_truth
+from segdemo.imaging import PreparedImage, prepare_image
+from segdemo.metrics import iou
+from segdemo.registry import build_model
+from segdemo.tasks.finetune import (
+    FLOWER_MODELS,
+    TIME_BUDGET,
+    LabelError,
+    finetune,
+    labels_from_mask,
+    probability,
+    strokes_from_colours,
+)
+from segdemo.ui.common import image_input, load_input, queue_group, user_errors
+
+FOREGROUND, BACKGROUND = "#00c853", "#d50000"
+HOW = f"""
+Paint **green** strokes on the object and **red** strokes on the background (a few strokes
+are enough), or give a mask PNG as the label — for example the binary mask downloaded from the
+prompted-masks tab. Copies of the models are fine-tuned on just those pixels for at most
+{TIME_BUDGET:.0f} seconds, as the lecture trains its nets on patches of the photo itself, and
+shown beside the shipped models. The copies belong to your session only; the shipped models do
+not change. Then try them on a second photo.
+"""
+
+
+def _resize_labels(mask: np.ndarray, prepared: PreparedImage) -> np.ndarray:
+    """A label mask at the upload's size -> the working size (nearest, so labels stay labels)."""
+    if mask.shape == prepared.size:
+        return mask
+    h, w = prepared.size
+    return (
+        np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize((w, h), Image.NEAREST)) > 0
+    )
+
+
+def _read_mask(path, what: str) -> np.ndarray:
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("L")) > 127
+    except (OSError, ValueError) as err:
+        raise LabelError(f"The {what} is not an image that can be read: upload a PNG.") from err
+
+
+def _panel(prepared: PreparedImage, prob: np.ndarray, caption: str):
+    mask = prob >= 0.5
+    return viz.outline(viz.overlay(prepared.pixels, prob), mask), caption
+
+
+def _score(prob: np.ndarray, truth, foreground, background) -> tuple[str, dict]:
+    """Caption text and numbers: agreement with the strokes (if any), IoU (if the truth is
+    known, as for the examples)."""
+    mask = prob >= 0.5
+    numbers, parts = {}, []
+    marked = foreground.sum() + background.sum()
+    if marked:
+        agree = (mask[foreground].sum() + (~mask[background]).sum()) / marked
+        numbers["stroke_agreement"] = round(float(agree), 4)
+        parts.append(f"agrees with {100 * agree:.0f}% of your strokes")
+    if truth is not None:
+        numbers["iou"] = round(iou(mask, truth), 4)
+        parts.append(f"IoU {numbers['iou']:.3f}")
+    return " · ".join(parts), numbers
+
+
+def compare(prepared: PreparedImage, models: dict, foreground=None, background=None):
+    """Gallery items (shipped, then fine-tuned, per model) and the numbers behind them."""
+    truth = ground_truth(prepared.pixels)
+    truth = None if truth is None else truth > 0
+    if foreground is None:  # a second photo: no strokes to compare with
+        foreground = background = np.zeros(prepared.size, bool)
+    items, details = [], {}
+    for name, model in models.items():
+        details[name] = {}
+        for kind, net in (("shipped", None), ("fine-tuned", model)):
+            prob = probability(name, prepared.pixels, net)
+            text, details[name][kind] = _score(prob, truth, foreground, background)
+            items.append(_panel(prepared, prob, f"{name}, {kind}" + (f": {text}" if text else "")))
+    return items, details
+
+
+def _numbers(numbers: dict) -> str:
+    return ", ".join(f"{key.replace('_', ' ')} {value:.3f}" for key, value in numbers.items())
+
+
+def _summary(tuned, details: dict) -> str:
+    lines = [
+        "| model | steps | seconds | loss first → last | shipped | fine-tuned |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name in tuned.models:
+        first, last = tuned.losses[name]
+        lines.append(
+            f"| `{name}` | {tuned.steps[name]} | {tuned.seconds[name]:.1f} | "
+            f"{first:.3f} → {last:.3f} | {_numbers(details[name]['shipped'])} | "
+            f"{_numbers(details[name]['fine-tuned'])} |"
+        )
+    return "\n".join(lines)
+
+
+def _train(prepared, foreground, background, names, steps, progress):
+    foreground, background = (
+        _resize_labels(foreground, prepared),
+        _resize_labels(background, prepared),
+    )
+    tuned = finetune(
+        prepared.pixels,
+        foreground,
+        background,
+        names,
+        int(steps),
+        progress=lambda fraction, text: progress(fraction, desc=text),
+    )
+    items, details = compare(prepared, tuned.models, foreground, background)
+    return tuned, items, details
+
+
+def _to_state(tuned) -> dict:
+    """What a session keeps: each tuned model's weights (a few hundred kB), not the modules."""
+    return {
+        name: {k: v.clone() for k, v in m.state_dict().items()} for name, m in tuned.models.items()
+    }
+
+
+def _from_state(state: dict) -> dict:
+    models = {}
+    for name, weights in state.items():
+        model = build_model(name)
+        model.load_state_dict(weights)
+        models[name] = model.eval().requires_grad_(False)
+    return models
+
+
+def train_on_editor(names: tuple[str, ...]):
+    @user_errors
+    def train(editor: dict | None, mask_label, steps, progress=gr.Progress()):  # noqa: B008
+        """ImageEditor value (photo + strokes layer) or a mask PNG -> tuned weights, gallery."""
+        if editor is None or editor.get("background") is None:
+            raise gr.Error("Upload a photo into the editor first, then paint on it.")
+        photo = np.asarray(editor["background"])
+        prepared = prepare_image(photo[..., :3] if photo.ndim == 3 else photo)
+        if mask_label is not None:
+            foreground, background = labels_from_mask(_read_mask(mask_label, "mask label"))
+        else:
+            layers = [np.asarray(layer) for layer in editor.get("layers") or []]
+            if not layers:
+                raise gr.Error("Paint green and red strokes on the photo (or give a mask PNG).")
+            strokes = [strokes_from_colours(layer) for layer in layers]
+            foreground = np.logical_or.reduce([s[0] for s in strokes])
+            background = np.logical_or.reduce([s[1] for s in strokes])
+        try:
+            tuned, items, details = _train(prepared, foreground, background, names, steps, progress)
+        except LabelError as err:
+            raise gr.Error(str(err)) from err
+        return _to_state(tuned), items, _summary(tuned, details)
+
+    return train
+
+
+@user_errors
+def apply_tuned(state: dict | None, image_path):
+    """A second photo through the shipped models and this session's fine-tuned copies."""
+    if not state:
+        raise gr.Error("Train on an image first: there are no fine-tuned models in this session.")
+    prepared = load_input(image_path)
+    items, _ = compare(prepared, _from_state(state))
+    return items
+
+
+@user_errors
+def train_on_image(image_path, foreground_path, background_path, steps, progress=gr.Progress()):  # noqa: B008
+    """The API: image + foreground and background stroke masks (white = marked) -> all three
+    flower models fine-tuned, compared with the shipped ones."""
+    prepared = load_input(image_path)
+    if foreground_path is None or background_path is None:
+        raise gr.Error("Give both a foreground and a background stroke mask (PNG, white = marked).")
+    foreground = _read_mask(foreground_path, "foreground mask")
+    background = _read_mask(background_path, "background mask")
+    if foreground.shape != prepared.original_size or background.shape != prepared.original_size:
+        h, w = prepared.original_size
+        raise gr.Error(f"The stroke masks must be the image's size, {w}×{h} pixels.")
+    try:
+        tuned, items, details = _train(
+            prepared, foreground, background, FLOWER_MODELS, steps, progress
+        )
+    except LabelError as err:
+        raise gr.Error(str(err)) from err
+    for name in tuned.models:
+        details[name].update(steps=tuned.steps[name], seconds=tuned.seconds[name])
+    return items, _summary(tuned, details), details
+
+
+def build_section(names: tuple[str, ...], key: str, with_api: bool = False) -> None:
+    """The "train on this image" accordion for the models ``names`` of one tab."""
+    group = queue_group("finetune")
+    with gr.Accordion("Train on this image: your strokes as labels", open=False):
+        gr.Markdown(HOW)
+        with gr.Row():
+            editor = gr.ImageEditor(
+                label="Photo: paint green on the object, red on the background",
+                type="numpy",
+                format="png",
+                sources=["upload", "clipboard"],
+                transforms=(),
+                layers=False,
+                brush=gr.Brush(
+                    default_size=10,
+                    colors=[FOREGROUND, BACKGROUND],
+                    default_color=FOREGROUND,
+                    color_mode="fixed",
+                ),
+                height=420,
+                elem_id=f"{key}-editor",
+            )
+            with gr.Column():
+                mask_label = gr.Image(
+                    label="…or a mask PNG as the label (white = object)",
+                    type="filepath",
+                    sources=["upload"],
+                    height=200,
+                )
+                steps = gr.Slider(
+                    10, 400, 100, step=10, label=f"Steps per model (≤ {TIME_BUDGET:.0f} s in all)"
+                )
+                train = gr.Button("Fine-tune on this image", variant="primary")
+        summary = gr.Markdown()
+        gallery = gr.Gallery(
+            label="Shipped (left) and fine-tuned (right)", columns=2, format="png", height="auto"
+        )
+        with gr.Row():
+            second = image_input("A second photo for the fine-tuned models")
+            apply = gr.Button("Segment it with the fine-tuned models")
+        second_gallery = gr.Gallery(label="Second photo", columns=2, format="png", height="auto")
+        tuned = gr.State(None)
+        train.click(
+            train_on_editor(names),
+            [editor, mask_label, steps],
+            [tuned, gallery, summary],
+            api_visibility="private",
+            **group,
+        )
+        apply.click(apply_tuned, [tuned, second], second_gallery, api_visibility="private", **group)
+        if with_api:
+            with gr.Accordion("The same from mask images: the /train_on_image API", open=False):
+                gr.Markdown(
+                    "All three flower models, from a photo and two PNG masks (white = marked)."
+                )
+                with gr.Row():
+                    api_image = image_input("Photo")
+                    api_fg = gr.Image(
+                        label="Foreground strokes (PNG)", type="filepath", sources=["upload"]
+                    )
+                    api_bg = gr.Image(
+                        label="Background strokes (PNG)", type="filepath", sources=["upload"]
+                    )
+                api_steps = gr.Number(100, precision=0, label="Steps per model")
+                api_run = gr.Button("Fine-tune from masks")
+                api_gallery = gr.Gallery(columns=2, format="png", height="auto")
+                api_summary = gr.Markdown()
+                api_details = gr.JSON()
+            api_run.click(
+                train_on_image,
+                [api_image, api_fg, api_bg, api_steps],
+                [api_gallery, api_summary, api_details],
+                api_name="train_on_image",
+                **group,
+            )
