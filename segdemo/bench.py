@@ -32,6 +32,7 @@ class Case:
     needs: tuple[str, ...]  # registry names that must be available (shipped or official)
     setup: str  # name of a function in this module returning the callable to time
     reference_for: str | None = None  # the case this one is the yardstick of
+    runs: int | None = None  # timed runs, when this case is too slow for the default count
 
 
 CASES = (
@@ -54,6 +55,12 @@ CASES = (
     ),
     Case(
         "SAM ViT-B click (reference), 640×480", (), "setup_vit_b_click", "sam_tiny click, 640×480"
+    ),
+    Case(
+        "train on image: 3 flower models, 100 steps each, 192×256",
+        ("patch_classifier", "upsample_transposed", "upsample_bilinear"),
+        "setup_finetune",
+        runs=3,
     ),
 )
 
@@ -176,6 +183,26 @@ def setup_vit_b_click() -> Callable:
     return _setup_click(_random_vit_b())
 
 
+def setup_finetune() -> Callable:
+    import torch
+    from scipy import ndimage
+
+    from segdemo.data.flowers import make_flowers
+    from segdemo.tasks.finetune import finetune
+
+    sample = make_flowers(3, "val", (192, 256))
+    lines = np.zeros_like(sample.mask)
+    lines[::16], lines[:, ::24] = True, True  # brush-like strokes on a grid
+    fg = ndimage.binary_erosion(sample.mask, iterations=3) & lines
+    bg = ndimage.binary_erosion(~sample.mask, iterations=3) & lines
+
+    def train():
+        with torch.inference_mode(False):  # the cases run in inference mode; training needs grads
+            return finetune(255 - sample.image, fg, bg, steps=100)
+
+    return train
+
+
 def _percentiles(seconds: list[float]) -> dict[str, float]:
     ms = 1000 * np.asarray(seconds)
     return {"median_ms": float(np.median(ms)), "p90_ms": float(np.percentile(ms, 90))}
@@ -218,7 +245,7 @@ def run_cases(repeats: int, reference_repeats: int) -> tuple[list[dict], float]:
         if missing:
             print(f"skip {case.label}: {', '.join(missing)} not available")
             continue
-        count = reference_repeats if case.reference_for else repeats
+        count = case.runs or (reference_repeats if case.reference_for else repeats)
         print(f"measuring {case.label} ({count} runs)", flush=True)
         with context.Pool(1) as pool:  # a fresh process per case: peak memory is its own
             result = pool.apply(_measure, (case.setup, count))
