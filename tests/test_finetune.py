@@ -124,3 +124,25 @@ def test_train_on_image_endpoint(client, tmp_path):
             10,
             api_name="/train_on_image",
         )
+
+
+@pytest.mark.parametrize("where", ["layer", "composite"])
+def test_editor_strokes_train_the_tab_models(where):
+    from segdemo.ui.finetune_section import train_on_editor
+
+    image, mask = unfamiliar_flowers()
+    fg, bg = strokes(mask)
+    photo = np.dstack([image, np.full(mask.shape, 255, np.uint8)])
+    paint = np.zeros_like(photo)
+    paint[fg] = (0, 200, 83, 255)  # the editor's green brush
+    paint[bg] = (213, 0, 0, 255)  # and its red one
+    composite = np.where(paint[..., 3:] > 0, paint, photo)
+    editor = {
+        "background": photo,
+        "layers": [paint] if where == "layer" else [],
+        "composite": composite,
+    }
+    train = train_on_editor(("upsample_bilinear",))
+    state, items, summary = train(editor, None, 30, progress=lambda *a, **k: None)
+    assert set(state) == {"upsample_bilinear"} and len(items) == 2
+    assert "upsample_bilinear" in summary

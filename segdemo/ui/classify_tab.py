@@ -85,7 +85,7 @@ def build_tab() -> None:
                 mask_file = gr.File(label="Mask at the original size (PNG)")
                 with gr.Accordion("Details (JSON)", open=False):
                     details = gr.JSON()
-        finetune_section.build_section(("patch_classifier",), "classify", with_api=True)
+        finetune_section.build_section(("patch_classifier",), "classify", image, with_api=True)
         outputs = [low_res, picture, mask_file, summary, details]
         dense = queue_group("dense")
         run.click(classify_segment_ui, [image], outputs, api_name="classify_segment", **dense)

@@ -29,12 +29,12 @@ from segdemo.ui.common import image_input, load_input, queue_group, user_errors
 
 FOREGROUND, BACKGROUND = "#00c853", "#d50000"
 HOW = f"""
-Paint **green** strokes on the object and **red** strokes on the background (a few strokes
-are enough), or give a mask PNG as the label — for example the binary mask downloaded from the
-prompted-masks tab. Copies of the models are fine-tuned on just those pixels for at most
-{TIME_BUDGET:.0f} seconds, as the lecture trains its nets on patches of the photo itself, and
-shown beside the shipped models. The copies belong to your session only; the shipped models do
-not change. Then try them on a second photo.
+The tab's photo appears in the editor. Paint **green** strokes on the object and **red**
+strokes on the background (a few strokes are enough), or give a mask PNG as the label — for
+example the binary mask downloaded from the prompted-masks tab. Copies of the models are
+fine-tuned on just those pixels for at most {TIME_BUDGET:.0f} seconds, as the lecture trains
+its nets on patches of the photo itself, and shown beside the shipped models. The copies
+belong to your session only; the shipped models do not change. Then try them on a second photo.
 """
 
 
@@ -145,6 +145,20 @@ def _from_state(state: dict) -> dict:
     return models
 
 
+def _painted(photo: np.ndarray, composite) -> np.ndarray | None:
+    """The strokes as an RGBA layer: wherever the editor's composite differs from the photo.
+
+    Covers editors that flatten the paint into the composite instead of returning a layer.
+    """
+    if composite is None:
+        return None
+    composite = np.asarray(composite)
+    if composite.shape[:2] != photo.shape[:2] or photo.ndim != 3:
+        return None
+    changed = np.any(composite[..., :3] != photo[..., :3], axis=-1)
+    return np.dstack([composite[..., :3], np.where(changed, 255, 0).astype(np.uint8)])
+
+
 def train_on_editor(names: tuple[str, ...]):
     @user_errors
     def train(editor: dict | None, mask_label, steps, progress=gr.Progress()):  # noqa: B008
@@ -157,9 +171,10 @@ def train_on_editor(names: tuple[str, ...]):
             foreground, background = labels_from_mask(_read_mask(mask_label, "mask label"))
         else:
             layers = [np.asarray(layer) for layer in editor.get("layers") or []]
-            if not layers:
+            layers.append(_painted(photo, editor.get("composite")))
+            strokes = [strokes_from_colours(layer) for layer in layers if layer is not None]
+            if not any(fg.any() or bg.any() for fg, bg in strokes):
                 raise gr.Error("Paint green and red strokes on the photo (or give a mask PNG).")
-            strokes = [strokes_from_colours(layer) for layer in layers]
             foreground = np.logical_or.reduce([s[0] for s in strokes])
             background = np.logical_or.reduce([s[1] for s in strokes])
         try:
@@ -204,8 +219,11 @@ def train_on_image(image_path, foreground_path, background_path, steps, progress
     return items, _summary(tuned, details), details
 
 
-def build_section(names: tuple[str, ...], key: str, with_api: bool = False) -> None:
-    """The "train on this image" accordion for the models ``names`` of one tab."""
+def build_section(
+    names: tuple[str, ...], key: str, source: gr.Image, with_api: bool = False
+) -> None:
+    """The "train on this image" accordion for the models ``names`` of one tab; the tab's
+    image input ``source`` fills the editor, so a photo is uploaded once."""
     group = queue_group("finetune")
     with gr.Accordion("Train on this image: your strokes as labels", open=False):
         gr.Markdown(HOW)
@@ -216,7 +234,6 @@ def build_section(names: tuple[str, ...], key: str, with_api: bool = False) -> N
                 format="png",
                 sources=["upload", "clipboard"],
                 transforms=(),
-                layers=False,
                 brush=gr.Brush(
                     default_size=10,
                     colors=[FOREGROUND, BACKGROUND],
@@ -246,6 +263,7 @@ def build_section(names: tuple[str, ...], key: str, with_api: bool = False) -> N
             apply = gr.Button("Segment it with the fine-tuned models")
         second_gallery = gr.Gallery(label="Second photo", columns=2, format="png", height="auto")
         tuned = gr.State(None)
+        source.change(lambda path: path, source, editor, api_visibility="private", queue=False)
         train.click(
             train_on_editor(names),
             [editor, mask_label, steps],

@@ -178,7 +178,7 @@ def build_tab() -> None:
             mask_files = gr.File(label="Masks at the original size (PNG)", file_count="multiple")
             with gr.Accordion("Details (JSON)", open=False):
                 details = gr.JSON()
-        finetune_section.build_section(UPSAMPLING_MODELS, "upsample")
+        finetune_section.build_section(UPSAMPLING_MODELS, "upsample", image)
         outputs = [*pictures, summary, mask_files, details]
         dense = queue_group("dense")
         run.click(upsample_compare_ui, [image], outputs, api_name="upsample_compare", **dense)
