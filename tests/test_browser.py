@@ -13,7 +13,6 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from segdemo import registry
 from segdemo.browser import browser_page, chromium_available, click_image, open_tab, upload
 from segdemo.clicks import first_click
 from segdemo.examples import flower_examples, ground_truth, scene_examples
@@ -75,15 +74,6 @@ def test_a_bad_upload_shows_a_message_and_the_page_keeps_working(page, tmp_path)
     page.get_by_text("not an image that can be read").first.wait_for(timeout=30_000)
 
 
-def needs(name: str):
-    return pytest.mark.skipif(
-        not registry.is_available(name),
-        reason=f"weights for {name} not shipped: {registry.get_spec(name).train_command}",
-    )
-
-
-@needs("unet")
-@needs("unet_noskip")
 def test_unet_tab_shows_both_label_maps_and_the_slices(page):
     example = scene_examples()[0]
     panel = open_tab(page, "unet")
@@ -94,7 +84,6 @@ def test_unet_tab_shows_both_label_maps_and_the_slices(page):
     page.get_by_text("mIoU").first.wait_for()
 
 
-@needs("maskrcnn")
 def test_maskrcnn_tab_shows_instances_and_the_semantic_comparison(page):
     example = scene_examples()[0]
     panel = open_tab(page, "maskrcnn")
@@ -117,7 +106,6 @@ def mask_pixels(page, at_least_prompts: int) -> int:
     return int(pattern.search(status.inner_text()).group(1).replace(",", ""))
 
 
-@needs("sam_tiny")
 def test_prompted_tab_click_remove_undo_and_clear(page):
     example = flower_examples()[0]
     pixels = np.asarray(Image.open(example).convert("RGB"))

@@ -19,7 +19,6 @@ import pytest
 from gradio_client import Client, handle_file
 from PIL import Image
 
-from segdemo import registry
 from segdemo.clicks import first_click
 from segdemo.data.scenes import make_scene
 from segdemo.tasks.prompted import CACHE
@@ -57,11 +56,6 @@ CALLS = {
         lambda r: r[1][r[2]["best"]],
     ),
 }
-NEEDS = {"/unet_segment": "unet", "/maskrcnn_instances": "maskrcnn", "/prompt_segment": "sam_tiny"}
-
-
-def available_calls() -> list[str]:
-    return [e for e in CALLS if e not in NEEDS or registry.is_available(NEEDS[e])]
 
 
 def call(user: User, endpoint: str) -> np.ndarray:
@@ -87,7 +81,7 @@ def users(app_url, tmp_path_factory):
 
 
 def test_twenty_concurrent_users_each_get_their_own_answers(users):
-    endpoints = available_calls()
+    endpoints = list(CALLS)
     for user in users:  # the reference: each user alone with the server
         for endpoint in endpoints:
             user.alone[endpoint] = call(user, endpoint)

@@ -23,10 +23,6 @@ def call(client, path, model="maskrcnn", score=0.5, mask=0.5):
     return client.predict(handle_file(path), model, score, mask, api_name="/maskrcnn_instances")
 
 
-@pytest.mark.skipif(
-    not registry.is_available("maskrcnn"),
-    reason="weights/maskrcnn.safetensors not shipped yet: python -m segdemo.train maskrcnn",
-)
 def test_instances_table_picture_and_downloads(client):
     picture, summary, table, id_map, coco_file, details = call(client, EXAMPLE)
     assert image_size(picture) == (480, 640)  # small images are drawn enlarged ×2
@@ -49,20 +45,12 @@ def test_instances_table_picture_and_downloads(client):
         assert ann["bbox"] == pytest.approx([x0, y0, x1 - x0, y1 - y0], abs=0.1)
 
 
-@pytest.mark.skipif(
-    not registry.is_available("maskrcnn"),
-    reason="weights/maskrcnn.safetensors not shipped yet: python -m segdemo.train maskrcnn",
-)
 def test_thresholds_filter_instances(client):
     low = call(client, EXAMPLE, score=0.05)[-1]["instances"]
     high = call(client, EXAMPLE, score=0.95)[-1]["instances"]
     assert low >= high
 
 
-@pytest.mark.skipif(
-    not registry.is_available("maskrcnn"),
-    reason="weights/maskrcnn.safetensors not shipped yet: python -m segdemo.train maskrcnn",
-)
 def test_downloads_use_original_pixels(client, tmp_path):
     big = Image.open(EXAMPLE).resize((1600, 1200))
     path = tmp_path / "big.png"
@@ -85,10 +73,6 @@ def test_unavailable_official_model_says_how_to_get_it(client):
         call(client, EXAMPLE, model="maskrcnn_resnet50_fpn_coco")
 
 
-@pytest.mark.skipif(
-    not registry.is_available("maskrcnn"),
-    reason="weights/maskrcnn.safetensors not shipped yet: python -m segdemo.train maskrcnn",
-)
 def test_bad_upload_gets_a_clear_message(client, tmp_path):
     junk = tmp_path / "junk.png"
     junk.write_bytes(b"\x00not an image at all")
@@ -97,10 +81,6 @@ def test_bad_upload_gets_a_clear_message(client, tmp_path):
     assert call(client, EXAMPLE)[-1]["instances"] >= 1  # the server goes on
 
 
-@pytest.mark.skipif(
-    not registry.is_available("maskrcnn"),
-    reason="weights/maskrcnn.safetensors not shipped yet: python -m segdemo.train maskrcnn",
-)
 def test_semantic_vs_instance(client):
     semantic, instances, note = client.predict(
         handle_file(EXAMPLE), 0.5, api_name="/semantic_vs_instance"

@@ -34,10 +34,6 @@ def inner_point(truth: np.ndarray) -> list[int]:
     return [click.x, click.y, 1]
 
 
-@pytest.mark.skipif(
-    not registry.is_available("sam_tiny"),
-    reason="weights/sam_tiny.safetensors is not shipped yet: python -m segdemo.train sam_tiny",
-)
 def test_one_click_gives_three_scored_masks(client, scene):
     path, truth = scene
     picture, files, details = client.predict(
@@ -57,10 +53,6 @@ def test_one_click_gives_three_scored_masks(client, scene):
     assert best[truth].mean() > 0.5  # most of the person is in the chosen mask
 
 
-@pytest.mark.skipif(
-    not registry.is_available("sam_tiny"),
-    reason="weights/sam_tiny.safetensors is not shipped yet: python -m segdemo.train sam_tiny",
-)
 def test_points_and_box_give_one_mask(client, scene):
     path, truth = scene
     ys, xs = np.nonzero(truth)
@@ -80,10 +72,6 @@ def test_points_and_box_give_one_mask(client, scene):
     assert mask[outside].mean() < 0.05  # the box keeps the mask inside it
 
 
-@pytest.mark.skipif(
-    not registry.is_available("sam_tiny"),
-    reason="weights/sam_tiny.safetensors is not shipped yet: python -m segdemo.train sam_tiny",
-)
 def test_points_are_in_original_pixels_of_a_downscaled_upload(client, scene, tmp_path):
     path, truth = scene
     big = tmp_path / "big.png"

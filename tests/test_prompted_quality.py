@@ -9,14 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from segdemo import registry
 from segdemo.prompted_eval import noc_curves, procedural_samples
 from segdemo.registry import load_model
-
-pytestmark = pytest.mark.skipif(
-    not registry.is_available("sam_tiny"),
-    reason="weights/sam_tiny.safetensors is not shipped yet: python -m segdemo.train sam_tiny",
-)
 
 # Measured for the shipped weights on these 16 objects: mean IoU 0.31 after one click, 0.66
 # after twenty, with small dips along the way (-0.03 at the fifth click). A model that answers

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from segdemo import registry
 from segdemo.data.scenes import CLASS_NAMES, LECTURE_GRID
 from segdemo.evaluate import ValidationSet, scene_validation
 from segdemo.models.unet import ConvBNReLU, UNet
@@ -139,18 +138,10 @@ def fresh_scores():
     return {name: scene_validation(name, data=FRESH) for name in NAMES}
 
 
-@pytest.mark.skipif(
-    not registry.is_available("unet_noskip"),
-    reason="weights/unet_noskip.safetensors not shipped yet: python -m segdemo.train unet_noskip",
-)
 def test_shipped_unet_reaches_miou_085(fresh_scores):
     assert fresh_scores["unet"]["val_miou"] >= 0.85
 
 
-@pytest.mark.skipif(
-    not registry.is_available("unet_noskip"),
-    reason="weights/unet_noskip.safetensors not shipped yet: python -m segdemo.train unet_noskip",
-)
 def test_skip_connections_buy_miou_and_boundaries(fresh_scores):
     skip, plain = fresh_scores["unet"], fresh_scores["unet_noskip"]
     assert skip["val_miou"] > plain["val_miou"]

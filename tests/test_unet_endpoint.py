@@ -5,7 +5,6 @@ import pytest
 from gradio_client import handle_file
 from PIL import Image
 
-from segdemo import registry
 from segdemo.data.scenes import CLASS_NAMES
 from segdemo.examples import scene_examples
 
@@ -17,10 +16,6 @@ def image_size(path) -> tuple[int, int]:
         return image.height, image.width
 
 
-@pytest.mark.skipif(
-    not registry.is_available("unet_noskip"),
-    reason="weights/unet_noskip.safetensors not shipped yet: python -m segdemo.train unet_noskip",
-)
 def test_unet_segment_on_an_example(client):
     (
         annotated,
@@ -56,10 +51,6 @@ def test_unet_segment_on_an_example(client):
     assert "mIoU" in summary and "boundary mIoU" in summary
 
 
-@pytest.mark.skipif(
-    not registry.is_available("unet_noskip"),
-    reason="weights/unet_noskip.safetensors not shipped yet: python -m segdemo.train unet_noskip",
-)
 def test_upload_without_ground_truth_downloads_labels_at_the_original_size(client, tmp_path):
     big = Image.open(EXAMPLE).resize((1500, 1125))
     path = tmp_path / "big.png"

@@ -32,7 +32,8 @@ def test_calculator_explains_rounding():
 def test_transposed_convolution_is_the_transposed_matrix(size, stride):
     ex = conv_matrix_example(size=size, kernel_size=3, stride=stride)
     reference = torch.nn.functional.conv2d(
-        torch.from_numpy(ex.image)[None, None], torch.from_numpy(ex.kernel)[None, None],
+        torch.from_numpy(ex.image)[None, None],
+        torch.from_numpy(ex.kernel)[None, None],
         stride=stride,
     )[0, 0].numpy()
     np.testing.assert_allclose(ex.output, reference)
