@@ -71,6 +71,14 @@ class PreparedImage:
         oh, ow = self.original_size
         return np.asarray(Image.fromarray(mask).resize((ow, oh), Image.NEAREST))
 
+    def mask_to_working(self, mask: np.ndarray) -> np.ndarray:
+        """An ``HxW`` mask or label map (the upload's size) resized (nearest) to the working
+        size, so labels stay labels."""
+        if mask.shape == self.size:
+            return mask
+        h, w = self.size
+        return np.asarray(Image.fromarray(mask).resize((w, h), Image.NEAREST))
+
     @property
     def digest(self) -> str:
         return pixel_digest(self.pixels)
@@ -216,6 +224,16 @@ def _limit_size(
         "downloads are in the original image's pixels.",
     )
     return image, note
+
+
+def read_mask(path, what: str = "mask") -> np.ndarray:
+    """A mask image (white = marked) as ``HxW bool``; raises ImageInputError naming ``what``."""
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("L")) > 127
+    except (OSError, ValueError) as err:
+        message = f"The {what} is not an image that can be read: upload a PNG."
+        raise ImageInputError(message) from err
 
 
 def save_png(array: np.ndarray, stem: str = "mask") -> str:

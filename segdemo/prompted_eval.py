@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from scipy import ndimage
 from segment_anything import SamPredictor
 
@@ -23,7 +22,7 @@ from segdemo.clicks import MAX_CLICKS, click_curve, clicks_to_reach
 from segdemo.data.composites import make_composite
 from segdemo.data.flowers import make_flowers
 from segdemo.data.scenes import make_scene
-from segdemo.imaging import prepare_image
+from segdemo.imaging import prepare_image, read_mask
 from segdemo.tasks.prompted import protocol_predictor
 
 
@@ -88,12 +87,11 @@ def folder_samples(data_dir: Path | str, limit: int | None = None):
         if not mask_path.is_file():
             continue
         prepared = prepare_image(path)
-        mask = np.asarray(Image.open(mask_path).convert("L")) > 127
+        mask = read_mask(mask_path)
         if mask.shape != prepared.original_size:
             raise ValueError(f"{mask_path.name}: {mask.shape}, image: {prepared.original_size}")
-        if prepared.resized:  # the protocol runs at the working size for very large photos
-            mask = np.asarray(Image.fromarray(mask).resize(prepared.size[::-1], Image.NEAREST))
-        yield path.stem, prepared.pixels, mask
+        # The protocol runs at the working size for very large photos.
+        yield path.stem, prepared.pixels, prepared.mask_to_working(mask)
 
 
 VAL_SIZE = (384, 512)  # a photo's frame at the model's input size

@@ -12,12 +12,21 @@ from PIL import Image, UnidentifiedImageError
 
 from segdemo.imaging import ImageInputError, PreparedImage, prepare_image
 from segdemo.registry import ModelUnavailableError, UnknownModelError
+from segdemo.tasks.finetune import LabelError
+from segdemo.tasks.prompted import PromptError
 from segdemo.weights import WeightsError
 
 log = logging.getLogger("segdemo")
 
 # Errors whose message is written for the user; anything else is a bug and is logged.
-USER_ERRORS = (ImageInputError, ModelUnavailableError, UnknownModelError, WeightsError)
+USER_ERRORS = (
+    ImageInputError,
+    LabelError,
+    ModelUnavailableError,
+    PromptError,
+    UnknownModelError,
+    WeightsError,
+)
 
 
 # Concurrency groups: events that run the same kind of model share one queue slot count.

@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import gradio as gr
 import numpy as np
-from PIL import Image
 
 from segdemo import viz
 from segdemo.examples import ground_truth
-from segdemo.imaging import PreparedImage, prepare_image
+from segdemo.imaging import PreparedImage, prepare_image, read_mask
 from segdemo.metrics import iou
 from segdemo.registry import build_model
 from segdemo.tasks.finetune import (
     FLOWER_MODELS,
     TIME_BUDGET,
-    LabelError,
     finetune,
     labels_from_mask,
     probability,
@@ -36,24 +34,6 @@ fine-tuned on just those pixels for at most {TIME_BUDGET:.0f} seconds, as the le
 its nets on patches of the photo itself, and shown beside the shipped models. The copies
 belong to your session only; the shipped models do not change. Then try them on a second photo.
 """
-
-
-def _resize_labels(mask: np.ndarray, prepared: PreparedImage) -> np.ndarray:
-    """A label mask at the upload's size -> the working size (nearest, so labels stay labels)."""
-    if mask.shape == prepared.size:
-        return mask
-    h, w = prepared.size
-    return (
-        np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize((w, h), Image.NEAREST)) > 0
-    )
-
-
-def _read_mask(path, what: str) -> np.ndarray:
-    try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("L")) > 127
-    except (OSError, ValueError) as err:
-        raise LabelError(f"The {what} is not an image that can be read: upload a PNG.") from err
 
 
 def _panel(prepared: PreparedImage, prob: np.ndarray, caption: str):
@@ -114,8 +94,8 @@ def _summary(tuned, details: dict) -> str:
 
 def _train(prepared, foreground, background, names, steps, progress):
     foreground, background = (
-        _resize_labels(foreground, prepared),
-        _resize_labels(background, prepared),
+        prepared.mask_to_working(foreground),
+        prepared.mask_to_working(background),
     )
     tuned = finetune(
         prepared.pixels,
@@ -168,7 +148,7 @@ def train_on_editor(names: tuple[str, ...]):
         photo = np.asarray(editor["background"])
         prepared = prepare_image(photo[..., :3] if photo.ndim == 3 else photo)
         if mask_label is not None:
-            foreground, background = labels_from_mask(_read_mask(mask_label, "mask label"))
+            foreground, background = labels_from_mask(read_mask(mask_label, "mask label"))
         else:
             layers = [np.asarray(layer) for layer in editor.get("layers") or []]
             layers.append(_painted(photo, editor.get("composite")))
@@ -177,10 +157,7 @@ def train_on_editor(names: tuple[str, ...]):
                 raise gr.Error("Paint green and red strokes on the photo (or give a mask PNG).")
             foreground = np.logical_or.reduce([s[0] for s in strokes])
             background = np.logical_or.reduce([s[1] for s in strokes])
-        try:
-            tuned, items, details = _train(prepared, foreground, background, names, steps, progress)
-        except LabelError as err:
-            raise gr.Error(str(err)) from err
+        tuned, items, details = _train(prepared, foreground, background, names, steps, progress)
         return _to_state(tuned), items, _summary(tuned, details)
 
     return train
@@ -203,17 +180,12 @@ def train_on_image(image_path, foreground_path, background_path, steps, progress
     prepared = load_input(image_path)
     if foreground_path is None or background_path is None:
         raise gr.Error("Give both a foreground and a background stroke mask (PNG, white = marked).")
-    foreground = _read_mask(foreground_path, "foreground mask")
-    background = _read_mask(background_path, "background mask")
+    foreground = read_mask(foreground_path, "foreground mask")
+    background = read_mask(background_path, "background mask")
     if foreground.shape != prepared.original_size or background.shape != prepared.original_size:
         h, w = prepared.original_size
         raise gr.Error(f"The stroke masks must be the image's size, {w}×{h} pixels.")
-    try:
-        tuned, items, details = _train(
-            prepared, foreground, background, FLOWER_MODELS, steps, progress
-        )
-    except LabelError as err:
-        raise gr.Error(str(err)) from err
+    tuned, items, details = _train(prepared, foreground, background, FLOWER_MODELS, steps, progress)
     for name in tuned.models:
         details[name].update(steps=tuned.steps[name], seconds=tuned.seconds[name])
     return items, _summary(tuned, details), details

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import uuid
@@ -23,8 +22,8 @@ from segdemo.ui.common import (
     queue_group,
     result_image,
     to_uint8_mask,
+    user_errors,
 )
-from segdemo.ui.common import user_errors as _user_errors
 
 DEFAULT_MODEL = "sam_tiny"
 MODES = [
@@ -59,19 +58,6 @@ decoder — behind a small convolutional encoder, trained here from scratch on g
 pictures only. It never saw a photo, so expect to need more clicks on photos than the
 official ViT checkpoints, which learned from 11 million.
 """
-
-
-def user_errors(fn):
-    """The shared error policy; malformed or missing prompts are the user's to fix too."""
-
-    @functools.wraps(fn)  # gradio reads the signature: gr.Request, gr.SelectData, gr.Progress
-    def guarded(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except PromptError as err:
-            raise gr.Error(str(err)) from err
-
-    return _user_errors(guarded)
 
 
 def model_choices() -> list[tuple[str, str]]:
