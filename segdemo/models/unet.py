@@ -60,12 +60,8 @@ class ConvBNReLU(nn.Sequential):
         return F.relu(F.conv2d(x, weight, bias, padding=conv.padding), inplace=True)
 
 
-def conv_bn_relu(cin: int, cout: int, kernel: int = 3) -> ConvBNReLU:
-    return ConvBNReLU(cin, cout, kernel)
-
-
 def double_conv(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(conv_bn_relu(cin, cout), conv_bn_relu(cout, cout))
+    return nn.Sequential(ConvBNReLU(cin, cout), ConvBNReLU(cout, cout))
 
 
 class Up(nn.Module):
@@ -74,7 +70,7 @@ class Up(nn.Module):
     def __init__(self, cin: int, cout: int, skip: bool):
         super().__init__()
         self.skip = skip
-        self.reduce = conv_bn_relu(cin, cout, kernel=1)  # narrow first: cheaper upsampling
+        self.reduce = ConvBNReLU(cin, cout, kernel=1)  # narrow first: cheaper upsampling
         self.fuse = double_conv(2 * cout if skip else cout, cout)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
