@@ -185,16 +185,12 @@ def setup_vit_b_click() -> Callable:
 
 def setup_finetune() -> Callable:
     import torch
-    from scipy import ndimage
 
     from segdemo.data.flowers import make_flowers
-    from segdemo.tasks.finetune import finetune
+    from segdemo.tasks.finetune import finetune, grid_strokes
 
     sample = make_flowers(3, "val", (192, 256))
-    lines = np.zeros_like(sample.mask)
-    lines[::16], lines[:, ::24] = True, True  # brush-like strokes on a grid
-    fg = ndimage.binary_erosion(sample.mask, iterations=3) & lines
-    bg = ndimage.binary_erosion(~sample.mask, iterations=3) & lines
+    fg, bg = grid_strokes(sample.mask)
 
     def train():
         with torch.inference_mode(False):  # the cases run in inference mode; training needs grads

@@ -7,7 +7,6 @@ import pytest
 import torch
 from gradio_client import handle_file
 from PIL import Image
-from scipy import ndimage
 
 from segdemo.data.flowers import make_flowers
 from segdemo.metrics import iou
@@ -16,6 +15,7 @@ from segdemo.tasks.finetune import (
     FLOWER_MODELS,
     LabelError,
     finetune,
+    grid_strokes,
     labels_from_mask,
     probability,
     strokes_from_colours,
@@ -30,23 +30,13 @@ def unfamiliar_flowers(index: int = 3):
     return 255 - sample.image, sample.mask
 
 
-def strokes(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Brush-like strokes from the true mask: a grid of 1-pixel lines, kept 3 px from edges."""
-    lines = np.zeros_like(mask)
-    lines[::16] = True
-    lines[:, ::24] = True
-    inside = ndimage.binary_erosion(mask, iterations=3)
-    outside = ndimage.binary_erosion(~mask, iterations=3)
-    return inside & lines, outside & lines
-
-
 def state_of(name: str) -> dict[str, torch.Tensor]:
     return {k: v.clone() for k, v in load_model(name).state_dict().items()}
 
 
 def test_tuned_copies_beat_the_shipped_models_and_leave_them_unchanged():
     image, mask = unfamiliar_flowers()
-    foreground, background = strokes(mask)
+    foreground, background = grid_strokes(mask)
     before = {name: state_of(name) for name in FLOWER_MODELS}
     tuned = finetune(image, foreground, background, steps=80)
     for name in FLOWER_MODELS:
@@ -61,7 +51,7 @@ def test_tuned_copies_beat_the_shipped_models_and_leave_them_unchanged():
 
 def test_sessions_keep_their_own_tuned_models():
     image, mask = unfamiliar_flowers()
-    fg, bg = strokes(mask)
+    fg, bg = grid_strokes(mask)
     alice = _to_state(finetune(image, fg, bg, ("upsample_bilinear",), steps=15))
     alice_sees = probability("upsample_bilinear", image, _from_state(alice)["upsample_bilinear"])
     bob = _to_state(finetune(image, bg, fg, ("upsample_bilinear",), steps=15))  # opposite labels
@@ -88,7 +78,7 @@ def test_brush_colours_and_mask_labels():
 @pytest.mark.parametrize("missing", ["foreground", "background"])
 def test_both_kinds_of_strokes_are_needed(missing):
     image, mask = unfamiliar_flowers()
-    fg, bg = strokes(mask)
+    fg, bg = grid_strokes(mask)
     fg, bg = (np.zeros_like(fg), bg) if missing == "foreground" else (fg, np.zeros_like(bg))
     with pytest.raises(LabelError, match=f"Mark some {missing}"):
         finetune(image, fg, bg)
@@ -96,7 +86,7 @@ def test_both_kinds_of_strokes_are_needed(missing):
 
 def test_train_on_image_endpoint(client, tmp_path):
     image, mask = unfamiliar_flowers(5)
-    fg, bg = strokes(mask)
+    fg, bg = grid_strokes(mask)
     paths = {}
     for name, array in (("image", image), ("fg", fg * 255), ("bg", bg * 255)):
         paths[name] = tmp_path / f"{name}.png"
@@ -131,7 +121,7 @@ def test_editor_strokes_train_the_tab_models(where):
     from segdemo.ui.finetune_section import train_on_editor
 
     image, mask = unfamiliar_flowers()
-    fg, bg = strokes(mask)
+    fg, bg = grid_strokes(mask)
     photo = np.dstack([image, np.full(mask.shape, 255, np.uint8)])
     paint = np.zeros_like(photo)
     paint[fg] = (0, 200, 83, 255)  # the editor's green brush
