@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
@@ -85,6 +86,42 @@ def click_image(page, selector: str, x: float, y: float) -> None:
     left = box["x"] + (box["width"] - width * scale_x) / 2
     top = box["y"] + (box["height"] - height * scale_y) / 2
     page.mouse.click(left + (x + 0.5) * scale_x, top + (y + 0.5) * scale_y)
+
+
+def wait_until_still(locator, interval_ms: int = 400, timeout_ms: int = 30_000) -> None:
+    """Wait until two screenshots of ``locator`` taken ``interval_ms`` apart are identical:
+    the image editor fits and zooms its picture in animated steps after it appears."""
+    previous = locator.screenshot()
+    for _ in range(timeout_ms // interval_ms):
+        locator.page.wait_for_timeout(interval_ms)
+        current = locator.screenshot()
+        if current == previous:
+            return
+        previous = current
+    raise TimeoutError("the component kept changing")
+
+
+def paint_strokes(editor, image_size: tuple[int, int], points, colour: int) -> None:
+    """Paint short brush strokes in a ``gr.ImageEditor`` at pixels (x, y) of its picture.
+
+    ``image_size`` is the picture's (height, width); ``colour`` indexes the brush's colours.
+    The editor draws its picture centred on its canvas at the zoom its toolbar shows.
+    """
+    page = editor.page
+    wait_until_still(editor.locator("canvas").first)
+    editor.get_by_label("Brush", exact=True).click()
+    editor.get_by_label("Color", exact=True).click()
+    editor.locator("menu.swatch button.color").nth(colour).click()
+    zoom = float(re.search(r"(\d+)%", editor.inner_text()).group(1)) / 100
+    box = editor.locator("canvas").first.bounding_box()
+    height, width = image_size
+    for x, y in points:
+        screen_x = box["x"] + box["width"] / 2 + (x + 0.5 - width / 2) * zoom
+        screen_y = box["y"] + box["height"] / 2 + (y + 0.5 - height / 2) * zoom
+        page.mouse.move(screen_x - 2 * zoom, screen_y)
+        page.mouse.down()
+        page.mouse.move(screen_x + 2 * zoom, screen_y, steps=4)
+        page.mouse.up()
 
 
 def take_screenshots(url: str, out_dir: Path) -> list[Path]:

@@ -6,6 +6,7 @@ installs it. On failure a screenshot of the page is saved in the test's temporar
 
 from __future__ import annotations
 
+import io
 import re
 
 import numpy as np
@@ -13,7 +14,14 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from segdemo.browser import browser_page, chromium_available, click_image, open_tab, upload
+from segdemo.browser import (
+    browser_page,
+    chromium_available,
+    click_image,
+    open_tab,
+    paint_strokes,
+    upload,
+)
 from segdemo.clicks import first_click
 from segdemo.examples import flower_examples, ground_truth, scene_examples
 from segdemo.models.patch_classifier import output_size
@@ -139,3 +147,64 @@ def test_prompted_tab_click_remove_undo_and_clear(page):
         "el => !el.innerText.includes('prompt(s)')",
         arg=page.locator("#prompted-status").element_handle(),
     )
+
+
+def deepest_points(mask: np.ndarray, count: int) -> list[tuple[int, int]]:
+    """(x, y) of the pixel farthest from the edge in each of the ``count`` largest regions."""
+    regions, found = ndimage.label(mask)
+    depth = ndimage.distance_transform_edt(mask)
+    points = []
+    for region in range(1, found + 1):
+        inside = np.where(regions == region, depth, 0)
+        y, x = np.unravel_index(inside.argmax(), inside.shape)
+        points.append((inside.max(), int(x), int(y)))
+    return [(x, y) for _, x, y in sorted(points, reverse=True)[:count]]
+
+
+def picture(page, selector: str) -> np.ndarray:
+    """The PNG an output image component shows, fetched as the browser fetched it."""
+    image = page.locator(f"{selector} img").first
+    image.wait_for(state="visible", timeout=90_000)
+    response = page.request.get(image.get_attribute("src"))
+    return np.asarray(Image.open(io.BytesIO(response.body())).convert("RGB"))
+
+
+def test_brush_strokes_in_the_editor_become_the_training_labels(page):
+    """Green and red strokes painted in the browser reach the fine-tuning at the pixels where
+    they were painted, and the fine-tuned model then agrees with them."""
+    example = flower_examples()[0]
+    truth = ground_truth(np.asarray(Image.open(example).convert("RGB"))) > 0
+    on_flowers = deepest_points(truth, 4)
+    far_from_flowers = ~ndimage.binary_dilation(truth, iterations=10)
+    on_background = [
+        (x, y) for x in range(24, truth.shape[1], 64) for y in range(24, truth.shape[0], 64)
+    ]
+    on_background = [(x, y) for x, y in on_background if far_from_flowers[y, x]][:6]
+    panel = open_tab(page, "classify")
+    upload(panel, example)
+    panel.get_by_text("Train on this image").first.click()
+    editor = page.locator("#classify-editor")
+    editor.scroll_into_view_if_needed()
+    paint_strokes(editor, truth.shape, on_flowers, colour=0)
+    paint_strokes(editor, truth.shape, on_background, colour=1)
+    steps = page.locator("#classify-finetune-steps input[type=number]")
+    steps.fill("20")
+    steps.press("Enter")
+    page.get_by_role("button", name="Fine-tune on this image").click()
+
+    labels = picture(page, "#classify-finetune-labels")
+    assert labels.shape == truth.shape + (3,)
+    green = np.all(labels == (0, 200, 83), axis=-1)
+    red = np.all(labels == (213, 0, 0), axis=-1)
+    for x, y in on_flowers:
+        assert green[y - 1 : y + 2, x - 1 : x + 2].all(), (x, y)
+    for x, y in on_background:
+        assert red[y - 1 : y + 2, x - 1 : x + 2].all(), (x, y)
+    # Strokes, not floods: a few hundred pixels, nearly all green on flowers, red off them.
+    assert 20 * len(on_flowers) < green.sum() < 0.1 * green.size
+    assert truth[green].mean() > 0.95 and truth[red].mean() < 0.05
+    summary = page.locator("#classify-finetune-summary")
+    summary.locator("table").wait_for()
+    row = summary.locator("tr", has_text="patch_classifier").inner_text()
+    agreement = [float(a) for a in re.findall(r"stroke agreement ([0-9.]+)", row)]
+    assert len(agreement) == 2 and agreement[1] >= 0.9

@@ -133,6 +133,9 @@ def test_editor_strokes_train_the_tab_models(where):
         "composite": composite,
     }
     train = train_on_editor(("upsample_bilinear",))
-    state, items, summary = train(editor, None, 30, progress=lambda *a, **k: None)
+    state, labels, items, summary = train(editor, None, 30, progress=lambda *a, **k: None)
     assert set(state) == {"upsample_bilinear"} and len(items) == 2
+    # The picture of the labels shows each marked pixel where it was painted.
+    assert labels.shape == photo.shape[:2] + (3,)
+    assert (labels[fg] == (0, 200, 83)).all() and (labels[bg] == (213, 0, 0)).all()
     assert "upsample_bilinear" in summary

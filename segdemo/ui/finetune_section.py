@@ -36,6 +36,16 @@ belong to your session only; the shipped models do not change. Then try them on 
 """
 
 
+def _labels_picture(prepared: PreparedImage, foreground: np.ndarray, background: np.ndarray):
+    """What the models are told, at the photo's original size: the object's pixels green and
+    the background's red over the dimmed photo, so a user sees how their strokes were read."""
+    picture = np.array(prepared.mask_to_original((prepared.pixels * 0.45).astype(np.uint8)))
+    for marked, colour in ((foreground, FOREGROUND), (background, BACKGROUND)):
+        marked = prepared.mask_to_original(prepared.mask_to_working(marked))
+        picture[marked] = tuple(int(colour[k : k + 2], 16) for k in (1, 3, 5))
+    return picture
+
+
 def _panel(prepared: PreparedImage, prob: np.ndarray, caption: str):
     mask = prob >= 0.5
     return viz.outline(viz.overlay(prepared.pixels, prob), mask), caption
@@ -157,8 +167,9 @@ def train_on_editor(names: tuple[str, ...]):
                 raise gr.Error("Paint green and red strokes on the photo (or give a mask PNG).")
             foreground = np.logical_or.reduce([s[0] for s in strokes])
             background = np.logical_or.reduce([s[1] for s in strokes])
+        labels = _labels_picture(prepared, foreground, background)
         tuned, items, details = _train(prepared, foreground, background, names, steps, progress)
-        return _to_state(tuned), items, _summary(tuned, details)
+        return _to_state(tuned), labels, items, _summary(tuned, details)
 
     return train
 
@@ -223,12 +234,29 @@ def build_section(
                     height=200,
                 )
                 steps = gr.Slider(
-                    10, 400, 100, step=10, label=f"Steps per model (≤ {TIME_BUDGET:.0f} s in all)"
+                    10,
+                    400,
+                    100,
+                    step=10,
+                    label=f"Steps per model (≤ {TIME_BUDGET:.0f} s in all)",
+                    elem_id=f"{key}-finetune-steps",
                 )
                 train = gr.Button("Fine-tune on this image", variant="primary")
-        summary = gr.Markdown()
+        with gr.Row():
+            labels = gr.Image(
+                label="Labels as read: green object, red background",
+                format="png",
+                interactive=False,
+                height=300,
+                elem_id=f"{key}-finetune-labels",
+            )
+            summary = gr.Markdown(elem_id=f"{key}-finetune-summary")
         gallery = gr.Gallery(
-            label="Shipped (left) and fine-tuned (right)", columns=2, format="png", height="auto"
+            label="Shipped (left) and fine-tuned (right)",
+            columns=2,
+            format="png",
+            height="auto",
+            elem_id=f"{key}-finetune-gallery",
         )
         with gr.Row():
             second = image_input("A second photo for the fine-tuned models")
@@ -239,7 +267,7 @@ def build_section(
         train.click(
             train_on_editor(names),
             [editor, mask_label, steps],
-            [tuned, gallery, summary],
+            [tuned, labels, gallery, summary],
             api_visibility="private",
             **group,
         )
