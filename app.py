@@ -41,11 +41,11 @@ def build_app() -> gr.Blocks:
     with gr.Blocks(title=TITLE) as demo:
         gr.Markdown(INTRO)
         with gr.Tabs():
-            classify_tab.build_tab()
-            upsample_tab.build_tab()
+            # Tabs 1 and 2 can be trained on a mask made in the prompted tab.
+            label_targets = [classify_tab.build_tab(), upsample_tab.build_tab()]
             unet_tab.build_tab()
             maskrcnn_tab.build_tab()
-            prompted_tab.build_tab()
+            prompted_tab.build_tab(label_targets)
             models_tab.build_tab()
     # Two CPU cores: more parallel model calls than that only slow every request down.
     demo.queue(default_concurrency_limit=2, max_size=QUEUE_SIZE)

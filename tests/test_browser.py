@@ -25,6 +25,7 @@ from segdemo.browser import (
 from segdemo.clicks import first_click
 from segdemo.examples import flower_examples, ground_truth, scene_examples
 from segdemo.models.patch_classifier import output_size
+from segdemo.tasks.finetune import labels_from_mask
 
 pytestmark = pytest.mark.skipif(
     not chromium_available(),
@@ -208,3 +209,33 @@ def test_brush_strokes_in_the_editor_become_the_training_labels(page):
     row = summary.locator("tr", has_text="patch_classifier").inner_text()
     agreement = [float(a) for a in re.findall(r"stroke agreement ([0-9.]+)", row)]
     assert len(agreement) == 2 and agreement[1] >= 0.9
+
+
+def test_a_mask_from_the_prompted_tab_trains_the_classifier(page):
+    """The prompted tab's mask becomes the classification tab's label with one button: the
+    labels the fine-tuning reads are that mask, minus a margin at its boundary."""
+    example = flower_examples()[0]
+    pixels = np.asarray(Image.open(example).convert("RGB"))
+    regions, _ = ndimage.label(ground_truth(pixels) > 0)
+    biggest = regions == np.argmax(np.bincount(regions.ravel())[1:]) + 1
+    inside = first_click(biggest)
+    panel = open_tab(page, "prompted")
+    upload(panel, example)
+    panel.get_by_text("Click on it").first.wait_for(timeout=90_000)
+    click_image(page, "#prompted-canvas", inside.x, inside.y)
+    mask_pixels(page, 1)
+    panel.get_by_role("button", name="Train tabs 1 and 2 on this mask").click()
+
+    open_tab(page, "classify")
+    sent = picture(page, "#classify-finetune-mask")[..., 0] > 127
+    assert sent.shape == pixels.shape[:2] and sent[inside.y, inside.x]
+    steps = page.locator("#classify-finetune-steps input[type=number]")
+    steps.fill("20")
+    steps.press("Enter")
+    page.get_by_role("button", name="Fine-tune on this image").click()
+    labels = picture(page, "#classify-finetune-labels")
+    green = np.all(labels == (0, 200, 83), axis=-1)
+    red = np.all(labels == (213, 0, 0), axis=-1)
+    foreground, background = labels_from_mask(sent)
+    assert green.any() and np.array_equal(green, foreground)
+    assert np.array_equal(red, background)

@@ -62,7 +62,8 @@ def classify_segment_ui(image_path):
     return low_res, picture, mask_file, "\n\n".join(lines), details
 
 
-def build_tab() -> None:
+def build_tab() -> list[gr.components.Component]:
+    """The tab; returns where another tab can send a photo and a mask label to train on."""
     with gr.Tab("Classification as segmentation", id="classify", elem_id="classify-tab"):
         with gr.Row():
             with gr.Column():
@@ -85,7 +86,9 @@ def build_tab() -> None:
                 mask_file = gr.File(label="Mask at the original size (PNG)")
                 with gr.Accordion("Details (JSON)", open=False):
                     details = gr.JSON()
-        finetune_section.build_section(("patch_classifier",), "classify", image, with_api=True)
+        label_inputs = finetune_section.build_section(
+            ("patch_classifier",), "classify", image, with_api=True
+        )
         outputs = [low_res, picture, mask_file, summary, details]
         dense = queue_group("dense")
         run.click(classify_segment_ui, [image], outputs, api_name="classify_segment", **dense)
@@ -93,3 +96,4 @@ def build_tab() -> None:
         examples.load_input_event.then(
             classify_segment_ui, [image], outputs, api_visibility="private", **dense
         )
+    return label_inputs

@@ -204,11 +204,14 @@ def train_on_image(image_path, foreground_path, background_path, steps, progress
 
 def build_section(
     names: tuple[str, ...], key: str, source: gr.Image, with_api: bool = False
-) -> None:
+) -> list[gr.components.Component]:
     """The "train on this image" accordion for the models ``names`` of one tab; the tab's
-    image input ``source`` fills the editor, so a photo is uploaded once."""
+    image input ``source`` fills the editor, so a photo is uploaded once.
+
+    Returns ``[source, accordion, mask label]``: where another tab sends a photo and its mask.
+    """
     group = queue_group("finetune")
-    with gr.Accordion("Train on this image: your strokes as labels", open=False):
+    with gr.Accordion("Train on this image: your strokes as labels", open=False) as accordion:
         gr.Markdown(HOW)
         with gr.Row():
             editor = gr.ImageEditor(
@@ -232,6 +235,7 @@ def build_section(
                     type="filepath",
                     sources=["upload"],
                     height=200,
+                    elem_id=f"{key}-finetune-mask",
                 )
                 steps = gr.Slider(
                     10,
@@ -297,3 +301,4 @@ def build_section(
                 api_name="train_on_image",
                 **group,
             )
+    return [source, accordion, mask_label]

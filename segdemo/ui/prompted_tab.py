@@ -381,7 +381,18 @@ def prompt_segment(
     return _draw(state), files, details
 
 
-def build_tab() -> None:
+def send_as_label(image_path, mask_path, targets: int):
+    """The photo and its current mask, for the "train on this image" sections of other tabs:
+    per target tab its photo, its opened section, its mask label."""
+    if image_path is None or mask_path is None:
+        raise gr.Error("Upload an image and click on it first: there is no mask to send.")
+    gr.Info("The mask is now the label in tabs 1 and 2: open one and press Fine-tune.")
+    return [image_path, gr.Accordion(open=True), mask_path] * targets
+
+
+def build_tab(label_targets: list[list[gr.components.Component]] = ()) -> None:
+    """The tab; ``label_targets`` are other tabs' ``[photo, section, mask label]`` to which a
+    button sends this tab's photo and mask (the "train on this image" sections)."""
     with gr.Tab("Prompted masks (SAM-style)", id="prompted", elem_id="prompted-tab"):
         state = gr.State(new_state())
         with gr.Row():
@@ -417,6 +428,8 @@ def build_tab() -> None:
                 with gr.Row():
                     cutout = result_image("Cut-out (transparent PNG)", height=240)
                     mask_file = gr.File(label="Binary mask, original size (PNG)")
+                if label_targets:
+                    send = gr.Button("Train tabs 1 and 2 on this mask (Train on this image)")
                 with gr.Accordion("Segment everything", open=False):
                     everything_button = gr.Button("Segment everything", variant="primary")
                     everything_image = result_image("Automatic masks")
@@ -455,6 +468,15 @@ def build_tab() -> None:
         undo_button.click(undo, [state, model], outputs, **private, **click_group)
         clear_button.click(clear, [state], outputs, **private)
         gallery.select(choose_mask, [state], outputs, **private)
+        if label_targets:
+            send.click(
+                lambda image_path, mask_path: send_as_label(
+                    image_path, mask_path, len(label_targets)
+                ),
+                [image, mask_file],
+                [component for target in label_targets for component in target],
+                **private,
+            )
         run_json.click(
             prompt_segment,
             [image, points_json, box_json, model, multimask],

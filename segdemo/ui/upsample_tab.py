@@ -152,7 +152,8 @@ def conv_matrix_markdown(stride: float) -> str:
     )
 
 
-def build_tab() -> None:
+def build_tab() -> list[gr.components.Component]:
+    """The tab; returns where another tab can send a photo and a mask label to train on."""
     with gr.Tab("Upsampling: transposed conv vs bilinear", id="upsample", elem_id="upsample-tab"):
         with gr.Row():
             with gr.Column(scale=1):
@@ -178,7 +179,7 @@ def build_tab() -> None:
             mask_files = gr.File(label="Masks at the original size (PNG)", file_count="multiple")
             with gr.Accordion("Details (JSON)", open=False):
                 details = gr.JSON()
-        finetune_section.build_section(UPSAMPLING_MODELS, "upsample", image)
+        label_inputs = finetune_section.build_section(UPSAMPLING_MODELS, "upsample", image)
         outputs = [*pictures, summary, mask_files, details]
         dense = queue_group("dense")
         run.click(upsample_compare_ui, [image], outputs, api_name="upsample_compare", **dense)
@@ -207,3 +208,4 @@ def build_tab() -> None:
         stride = gr.Radio([1, 2], value=1, label="stride")
         matrix = gr.Markdown(conv_matrix_markdown(1))
         stride.change(conv_matrix_markdown, stride, matrix, api_name="conv_matrix")
+    return label_inputs
