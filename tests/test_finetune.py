@@ -139,3 +139,12 @@ def test_editor_strokes_train_the_tab_models(where):
     assert labels.shape == photo.shape[:2] + (3,)
     assert (labels[fg] == (0, 200, 83)).all() and (labels[bg] == (213, 0, 0)).all()
     assert "upsample_bilinear" in summary
+
+
+def test_sending_a_mask_before_there_is_one_says_what_to_do():
+    import gradio as gr
+
+    from segdemo.ui.prompted_tab import send_as_label
+
+    with pytest.raises(gr.Error, match="click on it first"):
+        send_as_label("photo.png", None, targets=2)
