@@ -35,7 +35,7 @@ class Recipe:
     batch_size: int
 
 
-RECIPES = {"maskrcnn": Recipe(steps=2200, lr=2e-3, warmup=200, batch_size=4)}
+RECIPES = {"maskrcnn": Recipe(steps=4400, lr=2e-3, warmup=200, batch_size=4)}
 
 
 def scene_targets(scene: Scene) -> dict[str, torch.Tensor]:
