@@ -115,19 +115,24 @@ def mask_pixels(page, at_least_prompts: int) -> int:
     return int(pattern.search(status.inner_text()).group(1).replace(",", ""))
 
 
-def test_prompted_tab_click_remove_undo_and_clear(page):
+def click_the_biggest_flower(page):
+    """In the prompted tab, upload the first flower example and click inside its biggest
+    flower; returns (panel, example pixels, that flower's mask, the click)."""
     example = flower_examples()[0]
     pixels = np.asarray(Image.open(example).convert("RGB"))
-    labels, _ = ndimage.label(ground_truth(pixels) > 0)
-    biggest = labels == np.argmax(np.bincount(labels.ravel())[1:]) + 1
+    regions, _ = ndimage.label(ground_truth(pixels) > 0)
+    biggest = regions == np.argmax(np.bincount(regions.ravel())[1:]) + 1
     inside = first_click(biggest)
-
     panel = open_tab(page, "prompted")
     upload(panel, example)
     panel.get_by_text("Click on it").first.wait_for(timeout=90_000)
     assert natural_size(page, "#prompted-canvas") == pixels.shape[:2]
-
     click_image(page, "#prompted-canvas", inside.x, inside.y)
+    return panel, pixels, biggest, inside
+
+
+def test_prompted_tab_click_remove_undo_and_clear(page):
+    panel, _, biggest, _ = click_the_biggest_flower(page)
     first = mask_pixels(page, 1)
     # The clicked flower is mostly in the mask, and the mask is not the whole picture.
     assert 0.3 * biggest.sum() < first < 0.5 * biggest.size
@@ -170,6 +175,14 @@ def picture(page, selector: str) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(response.body())).convert("RGB"))
 
 
+def fine_tune_the_classifier(page, steps: int) -> None:
+    """Set the classification tab's fine-tuning steps and start it."""
+    field = page.locator("#classify-finetune-steps input[type=number]")
+    field.fill(str(steps))
+    field.press("Enter")
+    page.get_by_role("button", name="Fine-tune on this image").click()
+
+
 def test_brush_strokes_in_the_editor_become_the_training_labels(page):
     """Green and red strokes painted in the browser reach the fine-tuning at the pixels where
     they were painted, and the fine-tuned model then agrees with them."""
@@ -188,10 +201,7 @@ def test_brush_strokes_in_the_editor_become_the_training_labels(page):
     editor.scroll_into_view_if_needed()
     paint_strokes(editor, truth.shape, on_flowers, colour=0)
     paint_strokes(editor, truth.shape, on_background, colour=1)
-    steps = page.locator("#classify-finetune-steps input[type=number]")
-    steps.fill("20")
-    steps.press("Enter")
-    page.get_by_role("button", name="Fine-tune on this image").click()
+    fine_tune_the_classifier(page, steps=20)
 
     labels = picture(page, "#classify-finetune-labels")
     assert labels.shape == truth.shape + (3,)
@@ -214,25 +224,14 @@ def test_brush_strokes_in_the_editor_become_the_training_labels(page):
 def test_a_mask_from_the_prompted_tab_trains_the_classifier(page):
     """The prompted tab's mask becomes the classification tab's label with one button: the
     labels the fine-tuning reads are that mask, minus a margin at its boundary."""
-    example = flower_examples()[0]
-    pixels = np.asarray(Image.open(example).convert("RGB"))
-    regions, _ = ndimage.label(ground_truth(pixels) > 0)
-    biggest = regions == np.argmax(np.bincount(regions.ravel())[1:]) + 1
-    inside = first_click(biggest)
-    panel = open_tab(page, "prompted")
-    upload(panel, example)
-    panel.get_by_text("Click on it").first.wait_for(timeout=90_000)
-    click_image(page, "#prompted-canvas", inside.x, inside.y)
+    panel, pixels, _, inside = click_the_biggest_flower(page)
     mask_pixels(page, 1)
     panel.get_by_role("button", name="Train tabs 1 and 2 on this mask").click()
 
     open_tab(page, "classify")
     sent = picture(page, "#classify-finetune-mask")[..., 0] > 127
     assert sent.shape == pixels.shape[:2] and sent[inside.y, inside.x]
-    steps = page.locator("#classify-finetune-steps input[type=number]")
-    steps.fill("20")
-    steps.press("Enter")
-    page.get_by_role("button", name="Fine-tune on this image").click()
+    fine_tune_the_classifier(page, steps=20)
     labels = picture(page, "#classify-finetune-labels")
     green = np.all(labels == (0, 200, 83), axis=-1)
     red = np.all(labels == (213, 0, 0), axis=-1)
