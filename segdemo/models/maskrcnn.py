@@ -71,6 +71,7 @@ class MaskRCNNConfig:
     norm_heads: bool = True  # BatchNorm in the FPN and the mask head, as torchvision's v2
     representation: int = 256  # box head MLP width
     mask_convs: int = 4  # 3×3 convolutions in the mask branch, as in the paper's FPN head
+    mask_width: int = 64  # their channels: wider than the FPN, masks need the capacity
     num_classes: int = len(SCENE_CLASSES)
     # The transform scales every image so its short side is min_size (long side <= max_size):
     # training scenes are 240×320, and a 640×480 photo is processed at that same scale.
@@ -183,8 +184,8 @@ class SceneMaskRCNN(MaskRCNN):
             box_detections_per_img=cfg.box_detections_per_img,
             box_score_thresh=cfg.box_score_thresh,
             mask_roi_pool=MultiScaleRoIAlign(levels, output_size=14, sampling_ratio=2),
-            mask_head=MaskRCNNHeads(c, (c,) * cfg.mask_convs, 1, norm_layer=norm),
-            mask_predictor=MaskRCNNPredictor(c, c, cfg.num_classes),
+            mask_head=MaskRCNNHeads(c, (cfg.mask_width,) * cfg.mask_convs, 1, norm_layer=norm),
+            mask_predictor=MaskRCNNPredictor(cfg.mask_width, cfg.mask_width, cfg.num_classes),
         )
         self.config = cfg
 
