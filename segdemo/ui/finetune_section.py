@@ -38,11 +38,13 @@ belong to your session only; the shipped models do not change. Then try them on 
 
 def _labels_picture(prepared: PreparedImage, foreground: np.ndarray, background: np.ndarray):
     """What the models are told, at the photo's original size: the object's pixels green and
-    the background's red over the dimmed photo, so a user sees how their strokes were read."""
+    the background's red over the dimmed photo, so a user sees how their strokes were read.
+    ``foreground`` and ``background`` are at the working size, as the models get them."""
     picture = np.array(prepared.mask_to_original((prepared.pixels * 0.45).astype(np.uint8)))
     for marked, colour in ((foreground, FOREGROUND), (background, BACKGROUND)):
-        marked = prepared.mask_to_original(prepared.mask_to_working(marked))
-        picture[marked] = tuple(int(colour[k : k + 2], 16) for k in (1, 3, 5))
+        picture[prepared.mask_to_original(marked)] = tuple(
+            int(colour[k : k + 2], 16) for k in (1, 3, 5)
+        )
     return picture
 
 
@@ -103,10 +105,13 @@ def _summary(tuned, details: dict) -> str:
 
 
 def _train(prepared, foreground, background, names, steps, progress):
+    """Labels at the upload's size -> the tuned models, a picture of the labels as the models
+    got them, the gallery items and the numbers behind them."""
     foreground, background = (
         prepared.mask_to_working(foreground),
         prepared.mask_to_working(background),
     )
+    labels = _labels_picture(prepared, foreground, background)
     tuned = finetune(
         prepared.pixels,
         foreground,
@@ -116,7 +121,7 @@ def _train(prepared, foreground, background, names, steps, progress):
         progress=lambda fraction, text: progress(fraction, desc=text),
     )
     items, details = compare(prepared, tuned.models, foreground, background)
-    return tuned, items, details
+    return tuned, labels, items, details
 
 
 def _to_state(tuned) -> dict:
@@ -167,8 +172,9 @@ def train_on_editor(names: tuple[str, ...]):
                 raise gr.Error("Paint green and red strokes on the photo (or give a mask PNG).")
             foreground = np.logical_or.reduce([s[0] for s in strokes])
             background = np.logical_or.reduce([s[1] for s in strokes])
-        labels = _labels_picture(prepared, foreground, background)
-        tuned, items, details = _train(prepared, foreground, background, names, steps, progress)
+        tuned, labels, items, details = _train(
+            prepared, foreground, background, names, steps, progress
+        )
         return _to_state(tuned), labels, items, _summary(tuned, details)
 
     return train
@@ -196,7 +202,9 @@ def train_on_image(image_path, foreground_path, background_path, steps, progress
     if foreground.shape != prepared.original_size or background.shape != prepared.original_size:
         h, w = prepared.original_size
         raise gr.Error(f"The stroke masks must be the image's size, {w}×{h} pixels.")
-    tuned, items, details = _train(prepared, foreground, background, FLOWER_MODELS, steps, progress)
+    tuned, _, items, details = _train(
+        prepared, foreground, background, FLOWER_MODELS, steps, progress
+    )
     for name in tuned.models:
         details[name].update(steps=tuned.steps[name], seconds=tuned.seconds[name])
     return items, _summary(tuned, details), details
