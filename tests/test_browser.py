@@ -183,6 +183,13 @@ def fine_tune_the_classifier(page, steps: int) -> None:
     page.get_by_role("button", name="Fine-tune on this image").click()
 
 
+def labels_as_read(page) -> tuple[np.ndarray, np.ndarray]:
+    """(foreground, background) pixels of the classification tab's "labels as read" picture:
+    the editor's green and red brush colours."""
+    labels = picture(page, "#classify-finetune-labels")
+    return np.all(labels == (0, 200, 83), axis=-1), np.all(labels == (213, 0, 0), axis=-1)
+
+
 def test_brush_strokes_in_the_editor_become_the_training_labels(page):
     """Green and red strokes painted in the browser reach the fine-tuning at the pixels where
     they were painted, and the fine-tuned model then agrees with them."""
@@ -203,10 +210,8 @@ def test_brush_strokes_in_the_editor_become_the_training_labels(page):
     paint_strokes(editor, truth.shape, on_background, colour=1)
     fine_tune_the_classifier(page, steps=20)
 
-    labels = picture(page, "#classify-finetune-labels")
-    assert labels.shape == truth.shape + (3,)
-    green = np.all(labels == (0, 200, 83), axis=-1)
-    red = np.all(labels == (213, 0, 0), axis=-1)
+    green, red = labels_as_read(page)
+    assert green.shape == truth.shape
     for x, y in on_flowers:
         assert green[y - 1 : y + 2, x - 1 : x + 2].all(), (x, y)
     for x, y in on_background:
@@ -232,9 +237,7 @@ def test_a_mask_from_the_prompted_tab_trains_the_classifier(page):
     sent = picture(page, "#classify-finetune-mask")[..., 0] > 127
     assert sent.shape == pixels.shape[:2] and sent[inside.y, inside.x]
     fine_tune_the_classifier(page, steps=20)
-    labels = picture(page, "#classify-finetune-labels")
-    green = np.all(labels == (0, 200, 83), axis=-1)
-    red = np.all(labels == (213, 0, 0), axis=-1)
+    green, red = labels_as_read(page)
     foreground, background = labels_from_mask(sent)
     assert green.any() and np.array_equal(green, foreground)
     assert np.array_equal(red, background)
