@@ -22,7 +22,8 @@ from segdemo.tasks.instances import (
 )
 from segdemo.train.instances import DetectionLosses, scene_targets, total_loss
 
-TINY = dict(min_size=96, max_size=128)  # the shipped architecture, run at a small size
+# The shipped architecture, trained and run at a small size.
+TINY = dict(min_size=96, max_size=128, test_min_size=96, test_max_size=128)
 
 
 @pytest.fixture(scope="module")
@@ -186,17 +187,17 @@ def fresh_metrics():
 
 
 def test_shipped_weights_keep_their_measured_quality_on_fresh_scenes(fresh_metrics):
-    # The shipped run measured mask AP50 0.72, box AP50 0.85 and person mask AP50 0.80 on its
-    # 200 validation scenes, and 0.68 / 0.84 / 0.80 on these 60 (purses are few here, so the
-    # overall mask figure moves most); the floors sit a few points below.
-    assert fresh_metrics["val_mask_ap50"] >= 0.62, fresh_metrics
-    assert fresh_metrics["val_box_ap50"] >= 0.80, fresh_metrics
-    assert fresh_metrics["val_mask_ap50_person"] >= 0.76, fresh_metrics
+    # The shipped weights measure mask AP50 0.75, box AP50 0.83 and person mask AP50 0.82 on
+    # their 200 validation scenes, and 0.71 / 0.83 / 0.81 on these 60 (purses are few here, so
+    # the overall mask figure moves most); the floors sit a few points below.
+    assert fresh_metrics["val_mask_ap50"] >= 0.66, fresh_metrics
+    assert fresh_metrics["val_box_ap50"] >= 0.79, fresh_metrics
+    assert fresh_metrics["val_mask_ap50_person"] >= 0.77, fresh_metrics
 
 
 @pytest.mark.xfail(
     strict=True,
-    reason="the issue's target is mask AP50 0.9; the shipped weights reach 0.72 (see README)",
+    reason="the issue's target is mask AP50 0.9; the shipped weights reach 0.75 (see README)",
 )
 def test_shipped_weights_reach_the_target_mask_ap50(fresh_metrics):
     assert fresh_metrics["val_mask_ap50"] >= 0.9, fresh_metrics

@@ -9,9 +9,9 @@ object detection (which thing, where) plus semantic segmentation inside each box
 ``maskrcnn`` is ``torchvision.models.detection.MaskRCNN`` unchanged in its logic; only the
 parts are sized for this project: a small ResNet-like trunk whose FPN starts at stride 2 (32
 channels, BatchNorm as in torchvision's v2 models), anchors from 8 to 128 pixels (purses to
-people in 240×320 street scenes), and an input transform that works at 240×320, so a 640×480
-photo costs about as much as a training scene. Its config dataclass is stored in the weights
-file, which therefore rebuilds its own model.
+people in 240×320 street scenes), and an input transform that trains at 240×320 and predicts
+at 300×400, so a 640×480 photo costs about 1.5 training scenes. Its config dataclass is stored
+in the weights file, which therefore rebuilds its own model.
 
 ``maskrcnn_resnet50_fpn_coco`` (and ``_v2``) are torchvision's COCO-trained ResNet-50 FPN
 models with their 91 COCO category slots, loaded from the official ``.pth`` files.
@@ -74,9 +74,15 @@ class MaskRCNNConfig:
     mask_width: int = 64  # their channels: wider than the FPN, masks need the capacity
     num_classes: int = len(SCENE_CLASSES)
     # The transform scales every image so its short side is min_size (long side <= max_size):
-    # training scenes are 240×320, and a 640×480 photo is processed at that same scale.
+    # training scenes are 240×320.
     min_size: int = 240
     max_size: int = 320
+    # At inference every image is enlarged a quarter more than in training: the mask branch
+    # then samples finer features of the small people and purses. On the validation scenes
+    # this lifts mask AP50 from 0.72 to 0.75 (box AP50 drops from 0.85 to 0.83) for about
+    # 1.5× the time; 1.5× is too far from the training scale and loses again.
+    test_min_size: int = 300
+    test_max_size: int = 400
     anchor_sizes: tuple[int, ...] = (8, 16, 32, 64, 128)  # one size per pyramid level
     aspect_ratios: tuple[float, ...] = (0.5, 1.0, 2.0)  # height / width; people are tall
     # A scene holds at most about ten instances, so a few hundred proposals are plenty.
@@ -188,6 +194,14 @@ class SceneMaskRCNN(MaskRCNN):
             mask_predictor=MaskRCNNPredictor(cfg.mask_width, cfg.mask_width, cfg.num_classes),
         )
         self.config = cfg
+
+    def train(self, mode: bool = True) -> SceneMaskRCNN:
+        """Switch the input transform between the training and the test scale, too."""
+        super().train(mode)
+        cfg = self.config
+        self.transform.min_size = (cfg.min_size if mode else cfg.test_min_size,)
+        self.transform.max_size = cfg.max_size if mode else cfg.test_max_size
+        return self
 
     def config_dict(self) -> dict:
         """The config as JSON-ready keyword arguments of this class."""
