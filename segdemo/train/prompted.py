@@ -64,12 +64,12 @@ class Recipe:
     size_odds: tuple[float, ...] = (0.4, 0.3, 0.3)
     source_odds: tuple[float, float, float] = (0.6, 0.2, 0.2)  # composites, flowers, scenes
     objects_per_image: int = 3
-    max_clicks: int = 8
+    max_clicks: int = 12
     first_click_steps: int = 900  # a cheap start: only the first prompt, no corrections yet
     box_start: float = 0.3  # share of steps whose first prompt is a box
     part_target: float = 0.25  # how often a multi-part object's target is one of its parts
     min_area: float = 0.001  # smallest object, as a share of the image
-    grouping: float = 0.5  # weight of the auxiliary grouping loss on the image embedding
+    grouping: float = 0.15  # weight of the auxiliary grouping loss on the image embedding
 
 
 RECIPE = Recipe()
@@ -191,22 +191,26 @@ def noisy_boxes(rng: np.random.Generator, targets: np.ndarray) -> np.ndarray:
     return np.clip(np.array(boxes), 0, size)
 
 
-def grouping_loss(embeddings: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
-    """Pull together the embeddings of cells on the same object, push apart the others.
+def grouping_loss(embeddings: torch.Tensor, groups: torch.Tensor, temperature: float = 0.1):
+    """Make the embeddings of cells on one object alike and those of other objects unlike.
 
-    ``embeddings`` ``BxCxGxG``, ``groups`` ``BxGxG`` object ids. Balanced binary
-    cross-entropy on cosine similarities: the decoder finds an object by attention, whose
+    ``embeddings`` ``BxCxGxG``, ``groups`` ``BxGxG`` object ids. Supervised contrastive loss
+    (Khosla et al. 2020) on cosine similarities: every cell should pick the cells of its own
+    object out of all the image's cells. The decoder finds an object by attention, whose
     logits start out as similarities (``sam_tiny.align_cross_attention``), so an embedding in
     which an object's cells look alike is one the decoder can use from the first steps.
+    Cells that are alone on their object have no partner and do not count.
     """
     f = F.normalize(embeddings.flatten(2), dim=1)  # B x C x T
-    logits = 10 * (f.transpose(1, 2) @ f - 0.5)  # B x T x T
+    similarity = f.transpose(1, 2) @ f / temperature  # B x T x T
+    itself = torch.eye(similarity.shape[-1], dtype=torch.bool)
+    similarity = similarity.masked_fill(itself, -1e4)  # a cell is not its own partner
+    log_odds = similarity - torch.logsumexp(similarity, dim=-1, keepdim=True)
     ids = groups.flatten(1)
-    same = (ids[:, :, None] == ids[:, None, :]).float()
-    loss = F.binary_cross_entropy_with_logits(logits, same, reduction="none")
-    positive = (loss * same).sum() / same.sum().clamp(min=1)
-    negative = (loss * (1 - same)).sum() / (1 - same).sum().clamp(min=1)
-    return (positive + negative) / 2
+    partners = ((ids[:, :, None] == ids[:, None, :]) & ~itself).float()
+    count = partners.sum(-1)
+    per_cell = -(log_odds * partners).sum(-1) / count.clamp(min=1)
+    return per_cell[count > 0].mean()
 
 
 def mask_losses(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
