@@ -48,6 +48,20 @@ def test_output_dict_contract(untrained):
     assert 0 <= out["masks"].min() and out["masks"].max() <= 1
 
 
+def test_it_trains_at_the_training_scale_and_predicts_at_the_test_scale():
+    torch.manual_seed(0)
+    model = registry.build_model(
+        "maskrcnn", min_size=96, max_size=128, test_min_size=120, test_max_size=160
+    )
+    image = torch.rand(3, 96, 128)
+    assert model.train().transform([image])[0].image_sizes == [(96, 128)]
+    with torch.no_grad():
+        assert model.eval().transform([image])[0].image_sizes == [(120, 160)]
+        (out,) = model([image])
+    assert out["masks"].shape[-2:] == (96, 128)  # results come back in the input's pixels
+    assert out["boxes"][:, [0, 2]].max() <= 128 and out["boxes"][:, [1, 3]].max() <= 96
+
+
 def test_config_round_trips_through_json():
     model = registry.build_model("maskrcnn", fpn_channels=32)
     config = json.loads(json.dumps(model.config_dict()))
