@@ -28,7 +28,8 @@ def curves():
 
 
 def test_one_click_overlaps_the_object(curves):
-    assert curves.ious[:, 0].mean() >= 0.32, curves.summary()
+    # At least as well as the disc does; the xfail below asks for clearly better.
+    assert curves.ious[:, 0].mean() >= DISC_BASELINE, curves.summary()
 
 
 def test_corrections_raise_the_iou(curves):
