@@ -62,6 +62,11 @@ for no instance, at the uploaded image's size. The COCO JSON holds boxes `[x, y,
 scores, categories and masks run-length encoded by pycocotools (`COCO(path).annToMask(ann)`
 decodes one).
 
+**Four looks at one image.** `maskrcnn` runs on the image at two scales, each as it is and
+mirrored, and fuses what the four views find (test-time augmentation): overlapping boxes of one
+class are one object, its masks from the four views are averaged, and its score is the mean
+over the views, so an object only one view finds keeps a quarter of its score.
+
 `maskrcnn` was trained only on the procedural street scenes (people and purses); on real
 photos use a COCO checkpoint when one is installed.
 """
