@@ -8,9 +8,6 @@ number of views, so an object every view finds keeps its score and one a single 
 is discounted. The mask head then runs on every fused box in every view, and the 28×28 mask
 probabilities are averaged before they are pasted into the image once (Detectron2's recipe):
 the views' masks are aligned exactly, and no view's full-size masks are ever held.
-
-The views disagree most on what is small or thin (purses and their straps, distant people),
-which is where averaging helps the most.
 """
 
 from __future__ import annotations
@@ -48,7 +45,8 @@ def make_views(model: MaskRCNN, sizes: tuple[int, ...], mirror: bool) -> list[Vi
     views = []
     for size in sizes:
         long_side = round(size * t.max_size / t.min_size[0])
-        transform = GeneralizedRCNNTransform(size, long_side, t.image_mean, t.image_std)
+        # eval(): the views are not submodules, so the model's eval() does not reach them.
+        transform = GeneralizedRCNNTransform(size, long_side, t.image_mean, t.image_std).eval()
         views += [View(transform, mirrored) for mirrored in ((False, True) if mirror else (False,))]
     return views
 
