@@ -62,7 +62,7 @@ def test_it_trains_at_the_training_scale_and_predicts_from_its_test_views():
     assert out["boxes"][:, [0, 2]].max() <= 128 and out["boxes"][:, [1, 3]].max() <= 96
 
 
-def test_fusion_joins_one_object_across_views_and_discounts_what_one_view_saw():
+def test_fusion_joins_one_object_across_views_and_keeps_classes_apart():
     boxes = torch.tensor(
         [
             [10.0, 10, 50, 90],  # view 0: a person
