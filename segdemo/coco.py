@@ -17,6 +17,10 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+# Visible-area ranges (pixels) for AP50 by instance size. COCO's own small/medium/large split at
+# 32² and 96² pixels, which would put nearly every instance of a 240×320 scene in "small".
+SIZE_RANGES = {"under100px": (0, 100), "100to400px": (100, 400), "over400px": (400, 1e10)}
+
 
 def encode_mask(mask: np.ndarray) -> dict:
     """``HxW bool`` -> compressed RLE ``{"size": [H, W], "counts": str}``."""
@@ -93,7 +97,8 @@ class CocoScorer:
             self.masks.append({**common, "segmentation": encode_mask(mask)})
 
     def evaluate(self, min_area: int = 0) -> dict[str, float]:
-        """``mask_ap``, ``mask_ap50``, ``box_ap``, ``box_ap50`` and AP50 per class (0..1).
+        """``mask_ap``, ``mask_ap50``, ``box_ap``, ``box_ap50``, AP50 per class and AP50 per
+        ``SIZE_RANGES`` size of the true instances (all 0..1).
 
         True instances of fewer than ``min_area`` visible pixels are marked ``iscrowd``, which
         COCOeval treats as "ignore": they count neither as misses nor, when detected, as
@@ -115,6 +120,8 @@ class CocoScorer:
             with contextlib.redirect_stdout(io.StringIO()):
                 # loadRes adds fields to the dicts it is given, so it gets copies
                 evaluation = COCOeval(truth, truth.loadRes([dict(d) for d in found]), iou_type)
+                # Index 0 stays "all"; summarize() still labels the others small/medium/large.
+                evaluation.params.areaRng = [[0, 1e10], *map(list, SIZE_RANGES.values())]
                 evaluation.evaluate()
                 evaluation.accumulate()
                 evaluation.summarize()
@@ -123,9 +130,15 @@ class CocoScorer:
             # precision: [IoU threshold, recall, category, area range, max detections]
             precision = evaluation.eval["precision"][0, :, :, 0, -1]
             for k, cat in enumerate(evaluation.params.catIds):
-                valid = precision[:, k][precision[:, k] > -1]
                 name = self.classes[cat].split("/")[0]
-                metrics[f"{prefix}_ap50_{name}"] = round(
-                    float(valid.mean()) if valid.size else 0.0, 4
-                )
+                metrics[f"{prefix}_ap50_{name}"] = _mean_precision(precision[:, k])
+            for a, label in enumerate(SIZE_RANGES, start=1):
+                at_50 = evaluation.eval["precision"][0, :, :, a, -1]
+                metrics[f"{prefix}_ap50_{label}"] = _mean_precision(at_50)
         return metrics
+
+
+def _mean_precision(precision: np.ndarray) -> float:
+    """COCOeval's average over the entries it filled (-1 marks a class or range with no truth)."""
+    valid = precision[precision > -1]
+    return round(float(valid.mean()) if valid.size else 0.0, 4)

@@ -221,6 +221,26 @@ def test_coco_scorer_gives_perfect_and_imperfect_scores():
     assert 0.3 < metrics["mask_ap50"] < 0.7 and 0.3 < metrics["box_ap50_person"] < 0.7
 
 
+def test_coco_scorer_splits_ap50_by_visible_size():
+    scene = make_scene(1, "val", (240, 320))  # instances of 43 and 87 px, four over 400
+    masks, labels = scene_truth(scene)
+    areas = masks.sum((1, 2))
+    assert (areas < 100).sum() == 2 and (areas >= 400).sum() == 4
+    found = np.flatnonzero(areas >= 100)  # the small ones missed, the rest perfect
+    boxes = np.array(
+        [
+            [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+            for ys, xs in (np.nonzero(masks[k]) for k in found)
+        ]
+    )
+    scorer = CocoScorer(SCENE_CLASSES)
+    scorer.add(list(masks), list(labels), boxes, labels[found], np.ones(len(found)), masks[found])
+    metrics = scorer.evaluate()
+    assert metrics["mask_ap50_under100px"] == 0.0 and metrics["box_ap50_under100px"] == 0.0
+    assert metrics["mask_ap50_over400px"] == pytest.approx(1.0)
+    assert 0.0 < metrics["mask_ap50"] < 1.0
+
+
 # Fresh validation scenes: after the indices the weights' metadata was measured on.
 FRESH_SCENES = ValidationSet(start=1000, count=60, size=(240, 320))
 
@@ -239,6 +259,13 @@ def test_shipped_weights_keep_their_measured_quality_on_fresh_scenes(fresh_metri
     assert fresh_metrics["val_mask_ap50"] >= 0.69, fresh_metrics
     assert fresh_metrics["val_box_ap50"] >= 0.82, fresh_metrics
     assert fresh_metrics["val_mask_ap50_person"] >= 0.77, fresh_metrics
+
+
+def test_instances_of_400_visible_pixels_or_more_reach_the_target(fresh_metrics):
+    # The gap to 0.9 is in small and mostly hidden instances. Mask AP50 by visible area on
+    # these scenes: 0.22 under 100 pixels, 0.73 from 100 to 400, 0.94 from 400 up (on the 200
+    # validation scenes 0.27 / 0.76 / 0.98).
+    assert fresh_metrics["val_mask_ap50_over400px"] >= 0.9, fresh_metrics
 
 
 @pytest.mark.xfail(
