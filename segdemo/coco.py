@@ -19,7 +19,8 @@ from pycocotools.cocoeval import COCOeval
 
 # Visible-area ranges (pixels) for AP50 by instance size. COCO's own small/medium/large split at
 # 32² and 96² pixels, which would put nearly every instance of a 240×320 scene in "small".
-SIZE_RANGES = {"under100px": (0, 100), "100to400px": (100, 400), "over400px": (400, 1e10)}
+# COCOeval's ranges include both ends and areas are whole pixels, hence the half-pixel edges.
+SIZE_RANGES = {"under100px": (0, 99.5), "100to400px": (99.5, 399.5), "over400px": (399.5, 1e10)}
 
 
 def encode_mask(mask: np.ndarray) -> dict:
