@@ -128,14 +128,14 @@ class CocoScorer:
                 evaluation.summarize()
             metrics[f"{prefix}_ap"] = round(float(evaluation.stats[0]), 4)
             metrics[f"{prefix}_ap50"] = round(float(evaluation.stats[1]), 4)
-            # precision: [IoU threshold, recall, category, area range, max detections]
-            precision = evaluation.eval["precision"][0, :, :, 0, -1]
+            # precision: [IoU threshold, recall, category, area range, max detections];
+            # at IoU 0.5 and the most detections: [recall, category, area range]
+            at_50 = evaluation.eval["precision"][0, :, :, :, -1]
             for k, cat in enumerate(evaluation.params.catIds):
                 name = self.classes[cat].split("/")[0]
-                metrics[f"{prefix}_ap50_{name}"] = _mean_precision(precision[:, k])
+                metrics[f"{prefix}_ap50_{name}"] = _mean_precision(at_50[:, k, 0])
             for a, label in enumerate(SIZE_RANGES, start=1):
-                at_50 = evaluation.eval["precision"][0, :, :, a, -1]
-                metrics[f"{prefix}_ap50_{label}"] = _mean_precision(at_50)
+                metrics[f"{prefix}_ap50_{label}"] = _mean_precision(at_50[:, :, a])
         return metrics
 
 

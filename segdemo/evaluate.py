@@ -233,11 +233,7 @@ def instance_table(names=INSTANCE_MODELS) -> str:
             f"{m['val_mask_ap50_person']:.3f} / {m['val_mask_ap50_purse']:.3f} | "
             f"{m['ms_per_image']:.1f} | {instance_latency_ms(load_model(name)):.1f} |"
         )
-        sizes = [
-            m.get(f"val_{kind}_ap50_{label}", 0.0)
-            for kind in ("mask", "box")
-            for label in SIZE_RANGES
-        ]
+        sizes = [m[f"val_{kind}_ap50_{label}"] for kind in ("mask", "box") for label in SIZE_RANGES]
         by_size.append(f"| `{name}` | " + " | ".join(f"{v:.3f}" for v in sizes) + " |")
     return "\n".join(rows + by_size)
 

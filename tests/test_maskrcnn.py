@@ -204,11 +204,7 @@ def test_rle_helpers_are_inverse():
 def test_coco_scorer_gives_perfect_and_imperfect_scores():
     scene = make_scene(1, "val", (120, 160))  # 4 people and 3 purses
     masks, labels = scene_truth(scene)
-    boxes = []
-    for mask in masks:
-        ys, xs = np.nonzero(mask)
-        boxes.append([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
-    boxes, scores = np.array(boxes), np.ones(len(labels))
+    boxes, scores = scene_targets(scene)["boxes"].numpy(), np.ones(len(labels))
     perfect = CocoScorer(SCENE_CLASSES)
     perfect.add(list(masks), list(labels), boxes, labels, scores, masks)
     metrics = perfect.evaluate()
@@ -227,12 +223,7 @@ def test_coco_scorer_splits_ap50_by_visible_size():
     areas = masks.sum((1, 2))
     assert (areas < 100).sum() == 2 and (areas >= 400).sum() == 4
     found = np.flatnonzero(areas >= 100)  # the small ones missed, the rest perfect
-    boxes = np.array(
-        [
-            [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
-            for ys, xs in (np.nonzero(masks[k]) for k in found)
-        ]
-    )
+    boxes = scene_targets(scene)["boxes"].numpy()[found]
     scorer = CocoScorer(SCENE_CLASSES)
     scorer.add(list(masks), list(labels), boxes, labels[found], np.ones(len(found)), masks[found])
     metrics = scorer.evaluate()
