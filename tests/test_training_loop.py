@@ -1,4 +1,4 @@
-"""The shared training loop: a run stopped midway and resumed ends where an unbroken run does."""
+"""The shared training loop: resuming, data workers and a GPU leave the result as it is."""
 
 from __future__ import annotations
 
@@ -60,3 +60,25 @@ def test_a_resumed_run_matches_an_unbroken_one(tmp_path):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     assert timing["train_seconds"] >= round(state["seconds"], 1)  # both sittings counted
     assert "train_seconds_from_step" not in timing
+
+
+def test_batches_rendered_by_workers_train_the_same_model(tmp_path):
+    settings = dict(steps=6, lr=1e-2, warmup=2)
+    here, ahead = model(), model()
+    fit("toy", here, batch, nn.functional.mse_loss, TrainSettings(**settings), tmp_path / "a")
+    with_workers = TrainSettings(**settings, workers=2)
+    fit("toy", ahead, batch, nn.functional.mse_loss, with_workers, tmp_path / "b")
+    for a, b in zip(here.parameters(), ahead.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_training_on_a_gpu_ends_near_the_cpu_run(tmp_path):
+    settings = dict(steps=10, lr=1e-2, warmup=2)
+    on_cpu, on_gpu = model(), model()
+    fit("toy", on_cpu, batch, nn.functional.mse_loss, TrainSettings(**settings), tmp_path / "a")
+    on_cuda = TrainSettings(**settings, device="cuda")
+    fit("toy", on_gpu, batch, nn.functional.mse_loss, on_cuda, tmp_path / "b")
+    for a, b in zip(on_cpu.parameters(), on_gpu.parameters(), strict=True):
+        assert b.device.type == "cuda"
+        torch.testing.assert_close(a, b.cpu(), rtol=1e-4, atol=1e-5)

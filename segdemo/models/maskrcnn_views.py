@@ -120,7 +120,8 @@ def predict(model: MaskRCNN, views: list[View], image: torch.Tensor, limit: int)
     scores = torch.cat([s.scores for s in seen])
     labels = torch.cat([s.labels for s in seen])
     view_ids = torch.cat([torch.full((len(s.boxes),), k) for k, s in enumerate(seen)])
-    groups = fuse(boxes, scores, labels, view_ids, len(views))
+    # Grouping is a greedy loop over a few dozen boxes: on the CPU, not one GPU sync per step.
+    groups = fuse(boxes.cpu(), scores.cpu(), labels.cpu(), view_ids, len(views))
     fused_scores = torch.stack([scores[g].sum() / len(views) for g in groups]) if groups else scores
     order = torch.argsort(fused_scores, descending=True)[:limit].tolist()
     groups = [groups[k] for k in order]

@@ -71,8 +71,9 @@ class FullyConvolutionalClassifier(nn.Module):
         self.features = dense.features
         channels = dense.dense.in_features // dense.feature_side**2
         side = dense.feature_side
-        self.dense = nn.Conv2d(channels, dense.dense.out_features, side)
-        self.classify = nn.Conv2d(dense.classify.in_features, 1, 1)
+        device = dense.dense.weight.device  # the new layers live where the shared ones do
+        self.dense = nn.Conv2d(channels, dense.dense.out_features, side, device=device)
+        self.classify = nn.Conv2d(dense.classify.in_features, 1, 1, device=device)
         with torch.no_grad():
             self.dense.weight.copy_(dense.dense.weight.view(-1, channels, side, side))
             self.dense.bias.copy_(dense.dense.bias)

@@ -159,15 +159,18 @@ def finetune(
     tuned = TunedModels({}, {}, {}, {})
     for k, name in enumerate(names):
         model = copy.deepcopy(load_model(name)).eval().requires_grad_(True)
+        device = next(model.parameters()).device
         optimizer = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
         began, first, done = time.perf_counter(), None, 0
         deadline = began + time_budget / len(names)
         while done < steps and time.perf_counter() < deadline:
             if isinstance(model, PatchClassifier):
                 inputs, truth = _patch_batch(rng, padded, points, labels, 8 * BATCH)
+                inputs, truth = inputs.to(device), truth.to(device)
                 loss = F.binary_cross_entropy_with_logits(model(inputs), truth)
             else:
                 inputs, truth, mask = _crop_batch(rng, pixels, target, weight, points)
+                inputs, truth, mask = inputs.to(device), truth.to(device), mask.to(device)
                 per_pixel = F.binary_cross_entropy_with_logits(
                     model(inputs), truth, reduction="none"
                 )

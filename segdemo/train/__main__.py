@@ -24,12 +24,17 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--resume", action="store_true", help="continue from checkpoints/NAME.pt")
     parser.add_argument("--out", default=None, help="weights file to write (default: weights/)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for torch")
+    parser.add_argument("--device", default="cpu", help="torch device to train on (cpu, cuda)")
+    parser.add_argument(
+        "--workers", type=int, default=0, help="processes that render the data ahead (0: none)"
+    )
     return parser
 
 
 def main(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
-    TRAINERS[args.name](args.name, args.steps, args.seed, args.resume, args.out)
+    trainer = TRAINERS[args.name]
+    trainer(args.name, args.steps, args.seed, args.resume, args.out, args.device, args.workers)
 
 
 if __name__ == "__main__":

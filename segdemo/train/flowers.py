@@ -72,7 +72,9 @@ RECIPES = {
 }
 
 
-def train(name: str, steps: int | None, seed: int, resume: bool, out=None) -> dict:
+def train(
+    name: str, steps: int | None, seed: int, resume: bool, out=None, device="cpu", workers=0
+) -> dict:
     """Train ``name`` from scratch (or resume), validate it, and write its weights file."""
     data = {
         "description": "procedural flowers ({}×{}, fresh every step)".format(*TRAIN_SIZE),
@@ -90,4 +92,6 @@ def train(name: str, steps: int | None, seed: int, resume: bool, out=None) -> di
         seed=seed,
         resume=resume,
         out=out,
+        device=device,
+        workers=workers,
     )

@@ -21,7 +21,7 @@ from segdemo.models.maskrcnn import SCENE_CLASSES
 from segdemo.registry import build_model, get_spec
 from segdemo.tasks.common import to_tensor
 from segdemo.tasks.instances import scene_truth
-from segdemo.train.loop import TrainSettings, fit
+from segdemo.train.loop import TrainSettings, fit, train_command
 from segdemo.weights import save_weights, weights_dir
 
 TRAIN_SIZE = (240, 320)
@@ -76,7 +76,9 @@ def total_loss(losses: dict[str, torch.Tensor], _unused=None) -> torch.Tensor:
     return sum(losses.values())
 
 
-def train(name: str, steps: int | None, seed: int, resume: bool, out=None) -> dict:
+def train(
+    name: str, steps: int | None, seed: int, resume: bool, out=None, device="cpu", workers=0
+) -> dict:
     """Train ``maskrcnn`` from scratch (or resume), validate it with COCOeval, write weights."""
     recipe = RECIPES[name]
     settings = TrainSettings(
@@ -86,6 +88,8 @@ def train(name: str, steps: int | None, seed: int, resume: bool, out=None) -> di
         seed=seed,
         resume=resume,
         checkpoint_every=100,
+        device=device,
+        workers=workers,
     )
     # Deterministic mode would also fill every new tensor with NaN (a debugging aid that does
     # not change results); torchvision's detection code allocates thousands per step.
@@ -102,16 +106,13 @@ def train(name: str, steps: int | None, seed: int, resume: bool, out=None) -> di
     timing["train_cpu_seconds"] = round(time.process_time() - cpu_began, 1)
     metrics = instance_validation(name, model)
     metrics.update(timing, steps=settings.steps)
-    command = f"python -m segdemo.train {name}" + (f" --steps {steps}" if steps else "")
-    # Results are deterministic for a seed *and* a thread count (float sums change order).
-    command += f" --threads {torch.get_num_threads()}" if torch.get_num_threads() != 2 else ""
     h, w = VAL_INSTANCES.size
     path = save_weights(
         out or weights_dir() / get_spec(name).weights,
-        model,
+        model.cpu(),
         config=model.config_dict(),
         classes=list(SCENE_CLASSES),
-        train_command=command + (f" --seed {seed}" if seed else ""),
+        train_command=train_command(name, steps, seed, settings),
         data={
             "description": "procedural street scenes ({}×{}, fresh every step), person and "
             "purse instances".format(*TRAIN_SIZE),

@@ -4,6 +4,11 @@ A trainer supplies ``batch(step) -> (inputs, targets)`` (a pure function of the 
 resumed run sees exactly the data an uninterrupted run would) and a loss function. Training
 checkpoints go to ``checkpoints/NAME.pt`` (not shipped); the final weights file goes to
 ``weights/`` with its metadata.
+
+Training runs on the CPU by default, and every shipped file was trained there. ``device``
+moves it to a GPU (float sums then run in another order, so the result is close to a CPU
+run's, not bit for bit the same); ``workers`` renders the same batches in background
+processes, so that a fast device does not wait for the data.
 """
 
 from __future__ import annotations
@@ -32,11 +37,15 @@ class TrainSettings:
     seed: int = 0
     checkpoint_every: int = 200
     resume: bool = False
+    device: str = "cpu"
+    workers: int = 0  # processes that render batches ahead (0: in the training process)
 
 
-def seed_everything(seed: int) -> None:
+def seed_everything(seed: int, device: torch.device) -> None:
     torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    # On a GPU, deterministic mode would swap torchvision's RoIAlign for a slow pure-PyTorch
+    # version (its CUDA backward adds atomically); a GPU run is not bit-exact anyway.
+    torch.use_deterministic_algorithms(device.type == "cpu", warn_only=True)
 
 
 def cosine_lr(step: int, settings: TrainSettings) -> float:
@@ -56,7 +65,9 @@ def fit(
     checkpoint_dir: Path = CHECKPOINT_DIR,
 ) -> dict[str, float]:
     """Train ``model`` in place for ``settings.steps`` steps; returns timing and final loss."""
-    seed_everything(settings.seed)
+    device = torch.device(settings.device)
+    seed_everything(settings.seed, device)
+    model.to(device)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay
     )
@@ -72,11 +83,11 @@ def fit(
         unit="step",
         dynamic_ncols=True,
     )
-    for step in bar:
+    for step, (inputs, targets) in zip(bar, batches(batch, start, settings), strict=True):
         torch.manual_seed(settings.seed * 1_000_003 + step)  # dropout/augmentation per step
         for group in optimizer.param_groups:
             group["lr"] = cosine_lr(step, settings)
-        inputs, targets = batch(step)
+        inputs, targets = to_device(inputs, device), to_device(targets, device)
         loss = loss_fn(model(inputs), targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -90,6 +101,60 @@ def fit(
     if start and earlier is None:  # resumed from a checkpoint that did not record its time
         timing["train_seconds_from_step"] = start
     return timing
+
+
+class StepData(torch.utils.data.Dataset):
+    """Steps ``start..stop-1`` of a batch function, for a ``DataLoader``'s workers."""
+
+    def __init__(self, batch: Callable[[int], tuple], start: int, stop: int):
+        self.batch, self.start, self.stop = batch, start, stop
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def __getitem__(self, index: int) -> tuple:
+        return self.batch(self.start + index)
+
+
+def batches(batch: Callable[[int], tuple], start: int, settings: TrainSettings):
+    """The batches of steps ``start..``, in order, rendered here or by ``settings.workers``."""
+    if not settings.workers:
+        return (batch(step) for step in range(start, settings.steps))
+    return torch.utils.data.DataLoader(
+        StepData(batch, start, settings.steps),
+        batch_size=None,  # each item is already a whole batch
+        collate_fn=_as_is,
+        num_workers=settings.workers,
+        prefetch_factor=4,
+        pin_memory=settings.device != "cpu",
+    )
+
+
+def _as_is(item):
+    return item
+
+
+def to_device(value, device: torch.device):
+    """Tensors inside tuples, lists and dicts moved to ``device``; anything else as it is."""
+    if isinstance(value, torch.Tensor):
+        return value.to(device, non_blocking=True)
+    if isinstance(value, (list, tuple)):
+        return type(value)(to_device(v, device) for v in value)
+    if isinstance(value, dict):
+        return {k: to_device(v, device) for k, v in value.items()}
+    return value
+
+
+def train_command(name: str, steps: int | None, seed: int, settings: TrainSettings) -> str:
+    """The command line that reproduces a run (defaults left out)."""
+    command = f"python -m segdemo.train {name}" + (f" --steps {steps}" if steps else "")
+    # Results are deterministic for a seed, a device *and* a thread count (float sums change
+    # order with any of them).
+    if torch.get_num_threads() != 2:
+        command += f" --threads {torch.get_num_threads()}"
+    if settings.device != "cpu":
+        command += f" --device {settings.device}"
+    return command + (f" --seed {seed}" if seed else "")
 
 
 Recipe = tuple[Callable[[int], tuple], Callable[..., torch.Tensor], int, float]
@@ -107,6 +172,8 @@ def train_and_save(
     seed: int,
     resume: bool,
     out=None,
+    device: str = "cpu",
+    workers: int = 0,
 ) -> dict:
     """Train ``name`` from scratch (or resume), validate it, and write its weights file.
 
@@ -114,19 +181,25 @@ def train_and_save(
     data it saw and its validation metrics.
     """
     batch, loss, default_steps, lr = recipe
-    settings = TrainSettings(steps=steps or default_steps, lr=lr, seed=seed, resume=resume)
+    settings = TrainSettings(
+        steps=steps or default_steps,
+        lr=lr,
+        seed=seed,
+        resume=resume,
+        device=device,
+        workers=workers,
+    )
     torch.manual_seed(seed)
     model = build_model(name)
     timing = fit(name, model, batch, loss, settings)
     metrics = validate(name, model)
     metrics.update(timing, steps=settings.steps)
-    command = f"python -m segdemo.train {name}" + (f" --steps {steps}" if steps else "")
     path = save_weights(
         out or weights_dir() / get_spec(name).weights,
-        model,
+        model.cpu(),
         config=vars(model.config),
         classes=classes,
-        train_command=command + (f" --seed {seed}" if seed else ""),
+        train_command=train_command(name, steps, seed, settings),
         data={**data, "seed": seed},
         metrics=metrics,
     )

@@ -49,7 +49,7 @@ from segdemo.data.scenes import make_scene
 from segdemo.models.sam_tiny import PATCH, config_dict
 from segdemo.prompted_eval import procedural_prompted_validation
 from segdemo.registry import build_model, get_spec
-from segdemo.train.loop import TrainSettings, fit
+from segdemo.train.loop import TrainSettings, fit, train_command
 from segdemo.weights import save_weights, weights_dir
 
 
@@ -203,7 +203,7 @@ def grouping_loss(embeddings: torch.Tensor, groups: torch.Tensor, temperature: f
     """
     f = F.normalize(embeddings.flatten(2), dim=1)  # B x C x T
     similarity = f.transpose(1, 2) @ f / temperature  # B x T x T
-    itself = torch.eye(similarity.shape[-1], dtype=torch.bool)
+    itself = torch.eye(similarity.shape[-1], dtype=torch.bool, device=similarity.device)
     similarity = similarity.masked_fill(itself, -1e4)  # a cell is not its own partner
     log_odds = similarity - torch.logsumexp(similarity, dim=-1, keepdim=True)
     ids = groups.flatten(1)
@@ -269,20 +269,21 @@ class InteractiveTrainer(nn.Module):
 
     def forward(self, batch: Batch) -> torch.Tensor:
         sam, rng = self.sam, np.random.default_rng([12, batch.seed])
-        pixels = (batch.images - sam.pixel_mean) / sam.pixel_std
+        device = sam.pixel_mean.device
+        pixels = (batch.images.to(device) - sam.pixel_mean) / sam.pixel_std
         per_image = sam.image_encoder(pixels)
-        embeddings = per_image[batch.owner]
+        embeddings = per_image[batch.owner.to(device)]
         g, (oy, ox) = embeddings.shape[-1], batch.offset
         pe = sam.prompt_encoder.get_dense_pe()[:, :, oy : oy + g, ox : ox + g]
-        shift = torch.tensor([ox * PATCH, oy * PATCH], dtype=torch.float32)
+        shift = torch.tensor([ox * PATCH, oy * PATCH], dtype=torch.float32, device=device)
         truth = batch.targets
-        targets = torch.from_numpy(truth).float()
+        targets = torch.from_numpy(truth).float().to(device)
         n, size = len(truth), truth.shape[-1]
         coarse = truth[:, ::2, ::2]  # clicks are placed on a half-resolution grid: 4× cheaper
         clicks: list[list[tuple[float, float, int]]] = [[] for _ in range(n)]
         boxes = None
         if batch.box_start:
-            boxes = torch.from_numpy(noisy_boxes(rng, truth)).float()
+            boxes = torch.from_numpy(noisy_boxes(rng, truth)).float().to(device)
         else:
             for i in range(n):
                 clicks[i].append(self.click(rng, coarse[i], None))
@@ -291,7 +292,7 @@ class InteractiveTrainer(nn.Module):
         for r in range(batch.rounds):
             points = labels = None
             if clicks[0]:
-                arr = torch.tensor(clicks, dtype=torch.float32)  # N x clicks x 3
+                arr = torch.tensor(clicks, dtype=torch.float32, device=device)  # N x clicks x 3
                 points, labels = arr[..., :2], arr[..., 2].long()
             multimask = r == 0 and boxes is None
             with torch.set_grad_enabled(r in grad_rounds and torch.is_grad_enabled()):
@@ -308,16 +309,18 @@ class InteractiveTrainer(nn.Module):
             mask_input = low[torch.arange(n), chosen].detach()[:, None]
             if r + 1 < batch.rounds:
                 half = F.interpolate(mask_input, (size // 2, size // 2), mode="bilinear")
-                prediction = (half[:, 0] > 0).numpy()
+                prediction = (half[:, 0] > 0).cpu().numpy()
                 for i in range(n):
                     clicks[i].append(self.click(rng, coarse[i], prediction[i]))
         loss = torch.stack(losses).sum() / len(grad_rounds)
         if self.grouping:
-            loss = loss + self.grouping * grouping_loss(per_image, batch.groups)
+            loss = loss + self.grouping * grouping_loss(per_image, batch.groups.to(device))
         return loss
 
 
-def train(name: str, steps: int | None, seed: int, resume: bool, out=None) -> dict:
+def train(
+    name: str, steps: int | None, seed: int, resume: bool, out=None, device="cpu", workers=0
+) -> dict:
     """Train ``sam_tiny`` from scratch (or resume), validate it, and write its weights file."""
     recipe = RECIPE
     settings = TrainSettings(
@@ -327,6 +330,8 @@ def train(name: str, steps: int | None, seed: int, resume: bool, out=None) -> di
         warmup=recipe.warmup,
         seed=seed,
         resume=resume,
+        device=device,
+        workers=workers,
     )
     torch.manual_seed(seed)
     model = build_model(name)
@@ -336,13 +341,12 @@ def train(name: str, steps: int | None, seed: int, resume: bool, out=None) -> di
     model.eval()
     metrics = procedural_prompted_validation(model)
     metrics.update(timing, steps=settings.steps, wall_seconds=round(time.perf_counter() - began))
-    command = f"python -m segdemo.train {name}" + (f" --steps {steps}" if steps else "")
     path = save_weights(
         out or weights_dir() / get_spec(name).weights,
-        half_precision(model),
+        half_precision(model.cpu()),
         config=config_dict(model.config),
         classes=["object"],
-        train_command=command + (f" --seed {seed}" if seed else ""),
+        train_command=train_command(name, steps, seed, settings),
         data={
             "description": "procedural composites, flowers and street scenes with simulated "
             "clicks and boxes (fresh every step)",

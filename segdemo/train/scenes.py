@@ -87,7 +87,9 @@ RECIPES = {
 }
 
 
-def train(name: str, steps: int | None, seed: int, resume: bool, out=None) -> dict:
+def train(
+    name: str, steps: int | None, seed: int, resume: bool, out=None, device="cpu", workers=0
+) -> dict:
     """Train ``name`` from scratch (or resume), validate it, and write its weights file."""
     data = {
         "description": "procedural street scenes, {}×{} crops of scenes {}..{} px high "
@@ -107,4 +109,6 @@ def train(name: str, steps: int | None, seed: int, resume: bool, out=None) -> di
         seed=seed,
         resume=resume,
         out=out,
+        device=device,
+        workers=workers,
     )

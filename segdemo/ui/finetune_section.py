@@ -125,9 +125,11 @@ def _train(prepared, foreground, background, names, steps, progress):
 
 
 def _to_state(tuned) -> dict:
-    """What a session keeps: each tuned model's weights (a few hundred kB), not the modules."""
+    """What a session keeps: each tuned model's weights (a few hundred kB, in CPU memory even
+    when the app runs on a GPU), not the modules."""
     return {
-        name: {k: v.clone() for k, v in m.state_dict().items()} for name, m in tuned.models.items()
+        name: {k: v.to("cpu", copy=True) for k, v in m.state_dict().items()}
+        for name, m in tuned.models.items()
     }
 
 
