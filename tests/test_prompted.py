@@ -8,12 +8,14 @@ import pytest
 import torch
 from segment_anything import SamAutomaticMaskGenerator, SamPredictor
 from segment_anything.modeling import Sam
+from segment_anything.utils.amg import build_all_layer_point_grids as build_point_grids
 
 from segdemo import registry
 from segdemo.data.composites import make_composite
 from segdemo.imaging import prepare_image
 from segdemo.models.sam_tiny import config_dict
 from segdemo.tasks.prompted import (
+    EVERYTHING_MIN_IOU,
     Embedding,
     EmbeddingCache,
     PromptError,
@@ -155,6 +157,24 @@ def test_segment_everything_reports_progress(random_weights):
     )
     assert seen[-1] == 1.0 and result.seconds > 0
     assert all(m.shape == (120, 160) for m in result.masks)
+
+
+def test_segment_everything_reports_its_best_candidate_when_it_keeps_none(random_weights):
+    """An untrained model is sure of nothing: no mask is kept, and the result says how close
+    the best one came (the highest predicted IoU over the whole point grid)."""
+    prepared = prepare_image(photo())
+    cache = EmbeddingCache()
+    result = segment_everything(prepared, "sam_tiny", "s", points_per_side=4, cache=cache)
+    predictor = SamPredictor(registry.load_model("sam_tiny"))
+    predictor.set_image(prepared.pixels)
+    h, w = prepared.pixels.shape[:2]
+    grid = build_point_grids(4, 0, 1)[0] * np.array([w, h])
+    best = max(
+        predictor.predict(point[None], np.array([1]), multimask_output=True)[1].max()
+        for point in grid
+    )
+    assert result.masks == [] and result.best_candidate < EVERYTHING_MIN_IOU
+    assert result.best_candidate == pytest.approx(best, abs=1e-4)
 
 
 def test_official_checkpoint_loads_offline_from_a_state_dict(tmp_path, monkeypatch):

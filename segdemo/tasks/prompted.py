@@ -212,6 +212,13 @@ class EverythingResult:
     masks: list[np.ndarray]  # each HxW bool
     scores: list[float]  # predicted IoU of each
     seconds: float
+    best_candidate: float  # highest predicted IoU of any mask decoded, kept or not
+
+
+# SamAutomaticMaskGenerator keeps a mask when its predicted IoU and its stability (IoU of the
+# mask thresholded a little higher and lower) reach these.
+EVERYTHING_MIN_IOU = 0.8
+EVERYTHING_MIN_STABILITY = 0.9
 
 
 def segment_everything(
@@ -236,8 +243,8 @@ def segment_everything(
         model,
         points_per_side=points_per_side,
         points_per_batch=batch,
-        pred_iou_thresh=0.8,
-        stability_score_thresh=0.9,
+        pred_iou_thresh=EVERYTHING_MIN_IOU,
+        stability_score_thresh=EVERYTHING_MIN_STABILITY,
         crop_n_layers=0,
     )
     cached = predictor_for(model, embedding)
@@ -249,18 +256,18 @@ def segment_everything(
         predictor.is_image_set = True
 
     predictor.set_image = set_image
-    if progress is not None:
-        total = math.ceil(points_per_side**2 / batch)
-        done = [0]
-        decode = predictor.predict_torch
+    total, done, best = math.ceil(points_per_side**2 / batch), [0], [0.0]
+    decode = predictor.predict_torch
 
-        def counted(*args, **kwargs):
-            result = decode(*args, **kwargs)
-            done[0] += 1
+    def counted(*args, **kwargs):
+        result = decode(*args, **kwargs)  # (masks, predicted IoUs, low-res logits)
+        best[0] = max(best[0], float(result[1].max()))
+        done[0] += 1
+        if progress is not None:
             progress(done[0] / total)
-            return result
+        return result
 
-        predictor.predict_torch = counted
+    predictor.predict_torch = counted
     with torch.no_grad():
         records = generator.generate(prepared.pixels)
     records.sort(key=lambda r: r["area"], reverse=True)
@@ -268,6 +275,7 @@ def segment_everything(
         masks=[r["segmentation"] for r in records],
         scores=[float(r["predicted_iou"]) for r in records],
         seconds=time.perf_counter() - began,
+        best_candidate=best[0],
     )
 
 

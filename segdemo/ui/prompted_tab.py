@@ -14,7 +14,14 @@ from segdemo import viz
 from segdemo.examples import flower_examples, scene_examples
 from segdemo.imaging import PreparedImage, save_png
 from segdemo.registry import get_spec, is_available, list_models
-from segdemo.tasks.prompted import PromptError, embed, segment, segment_everything
+from segdemo.tasks.prompted import (
+    EVERYTHING_MIN_IOU,
+    EVERYTHING_MIN_STABILITY,
+    PromptError,
+    embed,
+    segment,
+    segment_everything,
+)
 from segdemo.ui.common import (
     image_input,
     load_input,
@@ -301,8 +308,16 @@ def everything(state: dict, model_name: str, request: gr.Request, progress=gr.Pr
         picture = viz.outline(viz.overlay(picture, mask, colour, alpha=0.6), mask)
     note = (
         f"**{len(result.masks)} masks** from 256 point prompts in {result.seconds:.1f} s "
-        f"(`{model_name}`; predicted IoU ≥ 0.8, stability ≥ 0.9, overlaps removed)."
+        f"(`{model_name}`; predicted IoU ≥ {EVERYTHING_MIN_IOU}, stability ≥ "
+        f"{EVERYTHING_MIN_STABILITY}, overlaps removed)."
     )
+    if not result.masks:
+        note += (
+            f" The model is sure of none of its masks here: the best scored "
+            f"{result.best_candidate:.2f}. The small `sam_tiny`, trained briefly from scratch, "
+            "rates hardly any mask that high on any image; its click prompts still work, and "
+            "the official checkpoints do this well."
+        )
     return picture, note
 
 
