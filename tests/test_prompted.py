@@ -15,10 +15,12 @@ from segdemo.data.composites import make_composite
 from segdemo.imaging import prepare_image
 from segdemo.models.sam_tiny import config_dict
 from segdemo.tasks.prompted import (
+    CLICK_RADIUS,
     EVERYTHING_MIN_IOU,
     Embedding,
     EmbeddingCache,
     PromptError,
+    respect_clicks,
     segment,
     segment_everything,
 )
@@ -95,6 +97,33 @@ def test_segment_maps_prompts_and_masks_between_original_and_working_pixels(rand
     assert np.array_equal(again.masks, result.masks)
     with pytest.raises(PromptError, match="at least one prompt"):
         segment(prepared, [], None, "sam_tiny", True, "s", cache=cache)
+
+
+def test_clicked_pixels_keep_their_label(random_weights):
+    """Whatever an untrained decoder returns, a positive click's spot is in every mask and a
+    negative click's is out, at the original size of a downscaled upload."""
+    prepared = prepare_image(photo(size=(1200, 1600)))
+    assert prepared.resized
+    clicks = [[400, 300, 1], [1000, 800, 0]]
+    result = segment(prepared, clicks, None, "sam_tiny", True, "s", cache=EmbeddingCache())
+    assert result.masks.shape == (3, 1200, 1600)
+    assert result.masks[:, 300, 400].all() and not result.masks[:, 800, 1000].any()
+    flipped = [[400, 300, 0], [1000, 800, 1]]
+    again = segment(prepared, flipped, None, "sam_tiny", True, "s", cache=EmbeddingCache())
+    assert not again.masks[:, 300, 400].any() and again.masks[:, 800, 1000].all()
+
+
+def test_respect_clicks_sets_a_disc_of_each_clicks_label():
+    masks = np.zeros((2, 100, 200), bool)
+    masks[1] = True
+    settled = respect_clicks(masks, np.array([[50.0, 40.0], [199.0, 0.0]]), np.array([1, 0]))
+    radius = CLICK_RADIUS * 200  # 3 pixels
+    rows, cols = np.ogrid[:100, :200]
+    first = (cols - 50) ** 2 + (rows - 40) ** 2 <= radius**2
+    second = (cols - 199) ** 2 + rows**2 <= radius**2
+    assert np.array_equal(settled[0], first)  # only the positive disc was added
+    assert np.array_equal(settled[1], ~second)  # only the negative disc was removed
+    assert not masks[0].any() and masks[1].all()  # the input is left as it was
 
 
 def test_sessions_never_share_embeddings(random_weights):

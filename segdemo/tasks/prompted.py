@@ -149,6 +149,35 @@ class PromptResult:
     predict_seconds: float
 
 
+# A click settles the pixels under it, whatever the decoder returns: a disc of this radius
+# (a share of the image's long side) around a positive click is in the mask, one around a
+# negative click is out. That is how a user reads a click, and the promise f-BRS (Sofiiuk et
+# al., 2020) keeps by optimisation; a weak decoder otherwise answers "remove this" by moving
+# the mask elsewhere. Later clicks win where discs overlap. The low-resolution logits fed back
+# with the next click stay the decoder's own.
+CLICK_RADIUS = 0.015
+
+
+def respect_clicks(masks: np.ndarray, coords, labels) -> np.ndarray:
+    """``...xHxW bool`` masks with each click's disc set to its label (``coords`` ``Nx2``
+    (x, y) in the masks' pixels, ``labels`` ``N``, 1 positive / 0 negative; None: no clicks)."""
+    if coords is None or not len(coords):
+        return masks
+    h, w = masks.shape[-2:]
+    radius = CLICK_RADIUS * max(h, w)
+    settled = masks.copy()
+    for (x, y), label in zip(coords, labels, strict=True):
+        # Only the disc's bounding square is touched: a click costs microseconds, not a pass
+        # over the whole image.
+        top, left = max(0, int(y - radius)), max(0, int(x - radius))
+        bottom, right = min(h, int(y + radius) + 1), min(w, int(x + radius) + 1)
+        rows, cols = np.ogrid[top:bottom, left:right]
+        disc = (cols - x) ** 2 + (rows - y) ** 2 <= radius**2
+        window = settled[..., top:bottom, left:right]
+        window[..., disc] = bool(label)
+    return settled
+
+
 def _prompt_arrays(prepared: PreparedImage, points, box):
     """Original-pixel points ``Nx3`` (x, y, label) and box (x0, y0, x1, y1) -> working pixels."""
     coords = labels = box_working = None
@@ -193,6 +222,7 @@ def segment(
         None if mask_input is None else np.asarray(mask_input, np.float32)[None],
         multimask_output=multimask,
     )
+    working = respect_clicks(working, coords, labels)
     masks = np.stack([prepared.mask_to_original(m) for m in working])
     return PromptResult(
         masks=masks,
@@ -284,7 +314,7 @@ def protocol_predictor(predictor: SamPredictor) -> Predict:
 
     The first click asks for three masks and keeps the one with the highest predicted IoU;
     later clicks ask for one mask and get the previous low-res logits as the mask prompt —
-    SAM's interactive use.
+    SAM's interactive use. Clicked pixels keep their label (``respect_clicks``), as in the app.
     """
 
     def predict(clicks: list[Click], logits: np.ndarray | None):
@@ -297,6 +327,6 @@ def protocol_predictor(predictor: SamPredictor) -> Predict:
             multimask_output=len(clicks) == 1,
         )
         best = int(np.argmax(scores))
-        return masks[best], low_res[best]
+        return respect_clicks(masks[best], coords, labels), low_res[best]
 
     return predict
