@@ -57,8 +57,8 @@ chosen; pick another below. With more prompts the question is settled and one ma
 
 **Corrections.** A negative click removes what spilled over, another positive click adds what
 was missed; the previous mask goes back into the model as a hint, as in SAM's own interactive
-training. **Segment everything** prompts a grid of points and keeps confident, stable,
-distinct masks.
+training. The spot you click always keeps the label you gave it. **Segment everything**
+prompts a grid of points and keeps confident, stable, distinct masks.
 
 `sam_tiny` is a real `segment_anything` SAM — the package's own prompt encoder and mask
 decoder — behind a small convolutional encoder, trained here from scratch on generated
