@@ -126,7 +126,7 @@ def batches(batch: Callable[[int], tuple], start: int, settings: TrainSettings):
         collate_fn=_as_is,
         num_workers=settings.workers,
         prefetch_factor=4,
-        pin_memory=settings.device != "cpu",
+        # No pinned memory: its thread sets torch's thread count to 1 for the whole process.
     )
 
 
