@@ -76,8 +76,12 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = get_args_parser().parse_args(argv)
-    registry.set_default_device(args.device)
+    parser = get_args_parser()
+    args = parser.parse_args(argv)
+    try:
+        registry.set_default_device(args.device)
+    except ValueError as err:
+        parser.error(str(err))  # a usage message and exit status 2, not a traceback
     build_app().launch(**launch_kwargs(args))
 
 

@@ -187,9 +187,23 @@ def _count_parameters(path) -> int:
     return total
 
 
+def usable_device(device: str) -> torch.device:
+    """``device`` as a torch device; ValueError, with what to do instead, when the name is
+    malformed or the machine has no such device (checked at start-up, not at the first click)."""
+    try:
+        parsed = torch.device(device)
+    except RuntimeError as err:
+        raise ValueError(f"{device!r} is not a torch device name (cpu, cuda, cuda:1)") from err
+    if parsed.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0 or (parsed.index or 0) >= count:
+            raise ValueError(f"device {device!r}: this machine has {count} CUDA GPU(s); use cpu")
+    return parsed
+
+
 def set_default_device(device: str) -> None:
     """The device ``load_model`` uses when none is named (``app.py --device``)."""
-    torch.device(device)  # raises for a malformed name before anything is stored
+    usable_device(device)  # raises before anything is stored
     _DEFAULT_DEVICE[0] = device
 
 

@@ -116,3 +116,22 @@ def test_metadata_round_trip(tmp_path):
 def test_a_model_of_another_task_is_refused_by_name():
     with pytest.raises(registry.UnknownModelError, match="'unet' is not a prompted model"):
         registry.load_model("unet", task="prompted")
+
+
+def test_a_device_the_machine_lacks_is_refused_at_start_up(capsys):
+    import app
+    from segdemo.train.__main__ import get_args_parser, main
+
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    missing = f"cuda:{gpus}"  # one past the last GPU: absent on every machine
+    with pytest.raises(ValueError, match=f"this machine has {gpus} CUDA GPU"):
+        registry.set_default_device(missing)
+    with pytest.raises(ValueError, match="not a torch device name"):
+        registry.set_default_device("gpu0")
+    assert registry.usable_device("cpu") == torch.device("cpu")
+
+    with pytest.raises(SystemExit) as exited:
+        app.main(["--device", missing])
+    assert exited.value.code == 2 and "CUDA GPU(s); use cpu" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="this machine has"):
+        main(get_args_parser().parse_args(["unet", "--device", missing]))

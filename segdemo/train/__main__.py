@@ -6,6 +6,7 @@ import argparse
 
 import torch
 
+from segdemo.registry import usable_device
 from segdemo.train import flowers, instances, prompted, scenes
 
 TRAINERS = {
@@ -32,6 +33,10 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def main(args: argparse.Namespace) -> None:
+    try:
+        usable_device(args.device)
+    except ValueError as err:
+        raise SystemExit(f"segdemo.train: {err}") from None
     torch.set_num_threads(args.threads)
     trainer = TRAINERS[args.name]
     trainer(args.name, args.steps, args.seed, args.resume, args.out, args.device, args.workers)
