@@ -197,7 +197,9 @@ def usable_device(device: str) -> torch.device:
     if parsed.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if count == 0 or (parsed.index or 0) >= count:
-            raise ValueError(f"device {device!r}: this machine has {count} CUDA GPU(s); use cpu")
+            choices = "cpu" if count == 0 else f"cuda:0..cuda:{count - 1} or cpu"
+            message = f"device {device!r}: this machine has {count} CUDA GPU(s); use {choices}"
+            raise ValueError(message)
     return parsed
 
 
