@@ -8,6 +8,7 @@ import torch
 
 from segdemo.registry import usable_device
 from segdemo.train import flowers, instances, prompted, scenes
+from segdemo.train.loop import Run
 
 TRAINERS = {
     **{name: flowers.train for name in flowers.RECIPES},
@@ -38,8 +39,8 @@ def main(args: argparse.Namespace) -> None:
     except ValueError as err:
         raise SystemExit(f"segdemo.train: {err}") from None
     torch.set_num_threads(args.threads)
-    trainer = TRAINERS[args.name]
-    trainer(args.name, args.steps, args.seed, args.resume, args.out, args.device, args.workers)
+    run = Run(args.steps, args.seed, args.resume, args.out, args.device, args.workers)
+    TRAINERS[args.name](args.name, run)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from segdemo.data.flowers import CLASS_NAMES, make_flowers
 from segdemo.evaluate import VAL_FLOWERS, flower_validation
 from segdemo.models.patch_classifier import PATCH, STRIDE
 from segdemo.tasks.common import batch_to_tensor
-from segdemo.train.loop import train_and_save
+from segdemo.train.loop import Run, train_and_save
 
 TRAIN_SIZE = (96, 96)
 
@@ -72,9 +72,7 @@ RECIPES = {
 }
 
 
-def train(
-    name: str, steps: int | None, seed: int, resume: bool, out=None, device="cpu", workers=0
-) -> dict:
+def train(name: str, run: Run) -> dict:
     """Train ``name`` from scratch (or resume), validate it, and write its weights file."""
     data = {
         "description": "procedural flowers ({}×{}, fresh every step)".format(*TRAIN_SIZE),
@@ -88,10 +86,5 @@ def train(
         flower_validation,
         classes=list(CLASS_NAMES),
         data=data,
-        steps=steps,
-        seed=seed,
-        resume=resume,
-        out=out,
-        device=device,
-        workers=workers,
+        run=run,
     )

@@ -18,11 +18,11 @@ from torch import nn
 from segdemo.data.scenes import Scene, make_scene
 from segdemo.evaluate import VAL_INSTANCES, instance_validation
 from segdemo.models.maskrcnn import SCENE_CLASSES
-from segdemo.registry import build_model, get_spec
+from segdemo.registry import build_model
 from segdemo.tasks.common import to_tensor
 from segdemo.tasks.instances import scene_truth
-from segdemo.train.loop import TrainSettings, fit, train_command
-from segdemo.weights import save_weights, weights_dir
+from segdemo.train.loop import Run, fit
+from segdemo.weights import save_weights
 
 TRAIN_SIZE = (240, 320)
 
@@ -76,25 +76,20 @@ def total_loss(losses: dict[str, torch.Tensor], _unused=None) -> torch.Tensor:
     return sum(losses.values())
 
 
-def train(
-    name: str, steps: int | None, seed: int, resume: bool, out=None, device="cpu", workers=0
-) -> dict:
+def train(name: str, run: Run) -> dict:
     """Train ``maskrcnn`` from scratch (or resume), validate it with COCOeval, write weights."""
     recipe = RECIPES[name]
-    settings = TrainSettings(
-        steps=steps or recipe.steps,
-        lr=recipe.lr,
-        warmup=min(recipe.warmup, max(1, (steps or recipe.steps) // 10)),
-        seed=seed,
-        resume=resume,
+    steps = run.steps or recipe.steps
+    settings = run.settings(
+        recipe.steps,
+        recipe.lr,
+        warmup=min(recipe.warmup, max(1, steps // 10)),
         checkpoint_every=100,
-        device=device,
-        workers=workers,
     )
     # Deterministic mode would also fill every new tensor with NaN (a debugging aid that does
     # not change results); torchvision's detection code allocates thousands per step.
     torch.utils.deterministic.fill_uninitialized_memory = False
-    torch.manual_seed(seed)
+    torch.manual_seed(run.seed)
     model = build_model(name)
 
     def batch(step: int):
@@ -108,11 +103,11 @@ def train(
     metrics.update(timing, steps=settings.steps)
     h, w = VAL_INSTANCES.size
     path = save_weights(
-        out or weights_dir() / get_spec(name).weights,
+        run.weights_path(name),
         model.cpu(),
         config=model.config_dict(),
         classes=list(SCENE_CLASSES),
-        train_command=train_command(name, steps, seed, settings),
+        train_command=run.command(name),
         data={
             "description": "procedural street scenes ({}×{}, fresh every step), person and "
             "purse instances".format(*TRAIN_SIZE),
@@ -121,7 +116,7 @@ def train(
             "images_seen": settings.steps * recipe.batch_size,
             "validation": f"split 'val', indices {VAL_INSTANCES.start}.."
             f"{VAL_INSTANCES.start + VAL_INSTANCES.count - 1}, {h}×{w}, pycocotools COCOeval",
-            "seed": seed,
+            "seed": run.seed,
         },
         metrics=metrics,
     )

@@ -41,6 +41,46 @@ class TrainSettings:
     workers: int = 0  # processes that render batches ahead (0: in the training process)
 
 
+@dataclass(frozen=True)
+class Run:
+    """How one run is carried out (``python -m segdemo.train``'s options); the trainer's
+    recipe says what is trained."""
+
+    steps: int | None = None  # None: the recipe's own
+    seed: int = 0
+    resume: bool = False
+    out: str | None = None  # weights file to write; None: the registry's file in weights/
+    device: str = "cpu"
+    workers: int = 0
+
+    def settings(self, steps: int, lr: float, **recipe) -> TrainSettings:
+        """The loop's settings: the recipe's ``steps`` (unless the run names its own), ``lr``
+        and other ``recipe`` fields, with this run's seed, resume flag, device and workers."""
+        return TrainSettings(
+            steps=self.steps or steps,
+            lr=lr,
+            seed=self.seed,
+            resume=self.resume,
+            device=self.device,
+            workers=self.workers,
+            **recipe,
+        )
+
+    def weights_path(self, name: str) -> Path:
+        return Path(self.out) if self.out else weights_dir() / get_spec(name).weights
+
+    def command(self, name: str) -> str:
+        """The command line that reproduces this run (defaults left out)."""
+        command = f"python -m segdemo.train {name}"
+        command += f" --steps {self.steps}" if self.steps else ""
+        # Results are deterministic for a seed, a device *and* a thread count (float sums
+        # change order with any of them).
+        threads = torch.get_num_threads()
+        command += f" --threads {threads}" if threads != 2 else ""
+        command += f" --device {self.device}" if self.device != "cpu" else ""
+        return command + (f" --seed {self.seed}" if self.seed else "")
+
+
 def seed_everything(seed: int, device: torch.device) -> None:
     torch.manual_seed(seed)
     # On a GPU, deterministic mode would swap torchvision's RoIAlign for a slow pure-PyTorch
@@ -145,18 +185,6 @@ def to_device(value, device: torch.device):
     return value
 
 
-def train_command(name: str, steps: int | None, seed: int, settings: TrainSettings) -> str:
-    """The command line that reproduces a run (defaults left out)."""
-    command = f"python -m segdemo.train {name}" + (f" --steps {steps}" if steps else "")
-    # Results are deterministic for a seed, a device *and* a thread count (float sums change
-    # order with any of them).
-    if torch.get_num_threads() != 2:
-        command += f" --threads {torch.get_num_threads()}"
-    if settings.device != "cpu":
-        command += f" --device {settings.device}"
-    return command + (f" --seed {seed}" if seed else "")
-
-
 Recipe = tuple[Callable[[int], tuple], Callable[..., torch.Tensor], int, float]
 # (batch function, loss, default steps, learning rate)
 
@@ -168,12 +196,7 @@ def train_and_save(
     *,
     classes: list[str],
     data: dict,
-    steps: int | None,
-    seed: int,
-    resume: bool,
-    out=None,
-    device: str = "cpu",
-    workers: int = 0,
+    run: Run,
 ) -> dict:
     """Train ``name`` from scratch (or resume), validate it, and write its weights file.
 
@@ -181,26 +204,19 @@ def train_and_save(
     data it saw and its validation metrics.
     """
     batch, loss, default_steps, lr = recipe
-    settings = TrainSettings(
-        steps=steps or default_steps,
-        lr=lr,
-        seed=seed,
-        resume=resume,
-        device=device,
-        workers=workers,
-    )
-    torch.manual_seed(seed)
+    settings = run.settings(default_steps, lr)
+    torch.manual_seed(run.seed)
     model = build_model(name)
     timing = fit(name, model, batch, loss, settings)
     metrics = validate(name, model)
     metrics.update(timing, steps=settings.steps)
     path = save_weights(
-        out or weights_dir() / get_spec(name).weights,
+        run.weights_path(name),
         model.cpu(),
         config=vars(model.config),
         classes=classes,
-        train_command=train_command(name, steps, seed, settings),
-        data={**data, "seed": seed},
+        train_command=run.command(name),
+        data={**data, "seed": run.seed},
         metrics=metrics,
     )
     print(f"wrote {path}: {metrics}")

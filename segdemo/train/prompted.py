@@ -48,9 +48,9 @@ from segdemo.data.flowers import make_flowers
 from segdemo.data.scenes import make_scene
 from segdemo.models.sam_tiny import PATCH, config_dict
 from segdemo.prompted_eval import procedural_prompted_validation
-from segdemo.registry import build_model, get_spec
-from segdemo.train.loop import TrainSettings, fit, train_command
-from segdemo.weights import save_weights, weights_dir
+from segdemo.registry import build_model
+from segdemo.train.loop import Run, fit
+from segdemo.weights import save_weights
 
 
 @dataclass(frozen=True)
@@ -318,22 +318,13 @@ class InteractiveTrainer(nn.Module):
         return loss
 
 
-def train(
-    name: str, steps: int | None, seed: int, resume: bool, out=None, device="cpu", workers=0
-) -> dict:
+def train(name: str, run: Run) -> dict:
     """Train ``sam_tiny`` from scratch (or resume), validate it, and write its weights file."""
     recipe = RECIPE
-    settings = TrainSettings(
-        steps=steps or recipe.steps,
-        lr=recipe.lr,
-        weight_decay=recipe.weight_decay,
-        warmup=recipe.warmup,
-        seed=seed,
-        resume=resume,
-        device=device,
-        workers=workers,
+    settings = run.settings(
+        recipe.steps, recipe.lr, weight_decay=recipe.weight_decay, warmup=recipe.warmup
     )
-    torch.manual_seed(seed)
+    torch.manual_seed(run.seed)
     model = build_model(name)
     began = time.perf_counter()
     trainer = InteractiveTrainer(model, recipe.grouping)
@@ -342,11 +333,11 @@ def train(
     metrics = procedural_prompted_validation(model)
     metrics.update(timing, steps=settings.steps, wall_seconds=round(time.perf_counter() - began))
     path = save_weights(
-        out or weights_dir() / get_spec(name).weights,
+        run.weights_path(name),
         half_precision(model.cpu()),
         config=config_dict(model.config),
         classes=["object"],
-        train_command=train_command(name, steps, seed, settings),
+        train_command=run.command(name),
         data={
             "description": "procedural composites, flowers and street scenes with simulated "
             "clicks and boxes (fresh every step)",
@@ -357,7 +348,7 @@ def train(
             ],
             "train_split": "train",
             "sizes": list(recipe.sizes),
-            "seed": seed,
+            "seed": run.seed,
         },
         metrics=metrics,
     )

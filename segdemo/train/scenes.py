@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from segdemo.data.scenes import CLASS_NAMES, PERSON, PURSE, make_scene
 from segdemo.evaluate import VAL_SCENES, scene_validation
 from segdemo.tasks.common import batch_to_tensor
-from segdemo.train.loop import train_and_save
+from segdemo.train.loop import Run, train_and_save
 
 CROP = (128, 160)  # (height, width) of a training crop; multiples of the UNet's stride 16
 SCENE_HEIGHTS = (192, 320)  # scenes are rendered at a random height in this range, 4:3
@@ -87,9 +87,7 @@ RECIPES = {
 }
 
 
-def train(
-    name: str, steps: int | None, seed: int, resume: bool, out=None, device="cpu", workers=0
-) -> dict:
+def train(name: str, run: Run) -> dict:
     """Train ``name`` from scratch (or resume), validate it, and write its weights file."""
     data = {
         "description": "procedural street scenes, {}×{} crops of scenes {}..{} px high "
@@ -105,10 +103,5 @@ def train(
         scene_validation,
         classes=list(CLASS_NAMES),
         data=data,
-        steps=steps,
-        seed=seed,
-        resume=resume,
-        out=out,
-        device=device,
-        workers=workers,
+        run=run,
     )
