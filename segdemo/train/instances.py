@@ -9,7 +9,7 @@ torchvision's detection contract: per image ``boxes`` ``Nx4 float32`` ``(x0, y0,
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -79,13 +79,9 @@ def total_loss(losses: dict[str, torch.Tensor], _unused=None) -> torch.Tensor:
 def train(name: str, run: Run) -> dict:
     """Train ``maskrcnn`` from scratch (or resume), validate it with COCOeval, write weights."""
     recipe = RECIPES[name]
-    steps = run.steps or recipe.steps
-    settings = run.settings(
-        recipe.steps,
-        recipe.lr,
-        warmup=min(recipe.warmup, max(1, steps // 10)),
-        checkpoint_every=100,
-    )
+    settings = run.settings(recipe.steps, recipe.lr, checkpoint_every=100)
+    # A short run (--steps) warms up for a tenth of its steps at most.
+    settings = replace(settings, warmup=min(recipe.warmup, max(1, settings.steps // 10)))
     # Deterministic mode would also fill every new tensor with NaN (a debugging aid that does
     # not change results); torchvision's detection code allocates thousands per step.
     torch.utils.deterministic.fill_uninitialized_memory = False
