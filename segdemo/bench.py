@@ -45,6 +45,8 @@ CASES = (
     Case(
         "maskrcnn_resnet50_fpn (reference), 640×480", (), "setup_maskrcnn_r50", "maskrcnn, 640×480"
     ),
+    Case("click_net first click (whole image), 640×480", ("click_net",), "setup_click_net_first"),
+    Case("click_net later click (zoom-in crop), 640×480", ("click_net",), "setup_click_net_click"),
     Case("sam_tiny image embedding, 640×480", ("sam_tiny",), "setup_sam_tiny_embed"),
     Case("sam_tiny click, 640×480", ("sam_tiny",), "setup_sam_tiny_click"),
     Case(
@@ -136,22 +138,31 @@ def setup_maskrcnn_r50() -> Callable:
     return _setup_detector(build_model("maskrcnn_resnet50_fpn_coco").eval())
 
 
-def _sam_predictor(model):
-    from segment_anything import SamPredictor
+def _prompter(name: str, model=None):
+    """The prompter of a registered model, or of ``model`` (a reference built here)."""
+    from segdemo.tasks.prompted import SamPrompter, prompter_for
 
-    return SamPredictor(model.eval())
-
-
-def _setup_embed(model) -> Callable:
-    predictor, image = _sam_predictor(model), _flowers()
-    return lambda: predictor.set_image(image)
+    return prompter_for(name) if model is None else SamPrompter(model.eval())
 
 
-def _setup_click(model) -> Callable:
-    predictor, image = _sam_predictor(model), _flowers()
-    predictor.set_image(image)
-    point, label = np.array([[320.0, 240.0]]), np.array([1])
-    return lambda: predictor.predict(point, label, multimask_output=True)
+def _setup_embed(prompter) -> Callable:
+    image = _flowers()
+    return lambda: prompter.prepare(image)
+
+
+def _setup_click(prompter, zoomed: bool = False) -> Callable:
+    """A single positive click in the middle of a 640×480 photo; ``zoomed``: a second click
+    beside it, with the first click's mask fed back (the click model then runs on its zoom-in
+    crop, as on every click after the first)."""
+    from segdemo.tasks.promptable import Prompts
+
+    prepared = prompter.prepare(_flowers())
+    first = Prompts(np.array([[320.0, 240.0]]), np.array([1]))
+    if not zoomed:
+        return lambda: prompter.predict(prepared, first, None, prompter.multimask)
+    feedback = prompter.predict(prepared, first, None, False).feedback[0]
+    second = Prompts(np.array([[320.0, 240.0], [340.0, 250.0]]), np.array([1, 1]))
+    return lambda: prompter.predict(prepared, second, feedback, False)
 
 
 def _random_vit_b():
@@ -163,24 +174,28 @@ def _random_vit_b():
     return build_model("sam_vit_b")
 
 
-def setup_sam_tiny_embed() -> Callable:
-    from segdemo.registry import load_model
+def setup_click_net_first() -> Callable:
+    return _setup_click(_prompter("click_net"))
 
-    return _setup_embed(load_model("sam_tiny"))
+
+def setup_click_net_click() -> Callable:
+    return _setup_click(_prompter("click_net"), zoomed=True)
+
+
+def setup_sam_tiny_embed() -> Callable:
+    return _setup_embed(_prompter("sam_tiny"))
 
 
 def setup_sam_tiny_click() -> Callable:
-    from segdemo.registry import load_model
-
-    return _setup_click(load_model("sam_tiny"))
+    return _setup_click(_prompter("sam_tiny"))
 
 
 def setup_vit_b_embed() -> Callable:
-    return _setup_embed(_random_vit_b())
+    return _setup_embed(_prompter("sam_vit_b", _random_vit_b()))
 
 
 def setup_vit_b_click() -> Callable:
-    return _setup_click(_random_vit_b())
+    return _setup_click(_prompter("sam_vit_b", _random_vit_b()))
 
 
 def setup_finetune() -> Callable:
@@ -255,7 +270,7 @@ ENDPOINTS = {
     "/unet_segment": lambda f: (f.scene,),
     "/maskrcnn_instances": lambda f: (f.scene, "maskrcnn", 0.5, 0.5),
     "/semantic_vs_instance": lambda f: (f.scene, 0.5),
-    "/prompt_segment": lambda f: (f.flower, "[[160, 120, 1]]", "", "sam_tiny", True),
+    "/prompt_segment": lambda f: (f.flower, "[[160, 120, 1]]", "", "click_net", True),
 }
 
 

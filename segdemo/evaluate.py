@@ -26,9 +26,11 @@ from segdemo.metrics import PooledIoU
 from segdemo.models.maskrcnn import class_names
 from segdemo.prompted_eval import folder_samples, noc_curves, plot_curves, procedural_samples
 from segdemo.registry import is_available, load_model
+from segdemo.tasks.classical import RandomWalkerPrompter
 from segdemo.tasks.common import run_on_pixels, sigmoid
 from segdemo.tasks.instances import detect, scene_truth
 from segdemo.tasks.patch_classify import classify_segment
+from segdemo.tasks.prompted import prompter_for
 from segdemo.tasks.semantic import BOUNDARY_RADIUS, ConfusionMatrix, boundary_band, segment
 from segdemo.weights import REPO_ROOT
 
@@ -52,7 +54,7 @@ INSTANCE_LATENCY_SIZE = (480, 640)
 # others, purses of a few pixels. The second set of instance metrics ignores the ones smaller
 # than this (a 4×5-pixel blob in a 240×320 scene), as COCOeval ignores "crowd" regions.
 MIN_INSTANCE_AREA = 20
-PROMPTED_MODELS = ("sam_tiny", "sam_vit_b", "sam_vit_l", "sam_vit_h")
+PROMPTED_MODELS = ("click_net", "sam_tiny", "sam_vit_b", "sam_vit_l", "sam_vit_h")
 
 
 @torch.no_grad()
@@ -238,30 +240,48 @@ def instance_table(names=INSTANCE_MODELS) -> str:
     return "\n".join(rows + by_size)
 
 
-def prompted_table(names, data: str | None, curve: str | None, limit: int | None) -> str:
-    """NoC table of promptable models: on ``data`` (images/ + masks/) or procedural images."""
+SHIPPED_PROMPTED = ("click_net", "sam_tiny")
+CLASSICAL = "random_walker (scikit-image)"
+
+
+def prompted_table(
+    names, data: str | None, curve: str | None, limit: int | None, classical: bool = True
+) -> str:
+    """NoC table of promptable models on ``data`` (images/ + masks/) or procedural images.
+
+    The shipped prompted models and (unless ``classical`` is off) the classical random walker
+    always take part, on the same objects with the same click protocol, so every run is a
+    side-by-side comparison.
+    """
     title = f"## Prompted masks on `{data}`" if data else "## Prompted masks (procedural val)"
     rows = [
         title,
         "",
-        "| model | objects | mIoU@1 | mIoU@5 | NoC@85 | NoC@90 | ms / embedding | ms / click |",
-        "|---|---|---|---|---|---|---|---|",
+        "| model | design | objects | mIoU@1 | mIoU@5 | NoC@85 | NoC@90 | ms / image "
+        "| ms / click |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
+    prompters = {}
+    for name in dict.fromkeys([*names, *SHIPPED_PROMPTED]):
+        if is_available(name):
+            prompters[f"`{name}`"] = prompter_for(name)
+        else:
+            rows.append(f"| `{name}` | weights missing |" + " |" * 7)
+    if classical:
+        prompters[CLASSICAL] = RandomWalkerPrompter()
     curves = {}
-    for name in names:
-        if not is_available(name):
-            rows.append(f"| {name} | weights missing |" + " |" * 6)
-            continue
+    for label, prompter in prompters.items():
         samples = folder_samples(data, limit) if data else procedural_samples()
-        result = noc_curves(load_model(name), samples)
-        m, curves[name] = result.summary(), result.ious
+        result = noc_curves(prompter, samples)
+        m, curves[label.strip("`")] = result.summary(), result.ious
         rows.append(
-            f"| `{name}` | {m['objects']} | {m['miou_1click']:.3f} | {m['miou_5clicks']:.3f} | "
-            f"{m['noc85']:.2f} | {m['noc90']:.2f} | {m['ms_embed']:.0f} | {m['ms_click']:.1f} |"
+            f"| {label} | {prompter.design} | {m['objects']} | {m['miou_1click']:.3f} | "
+            f"{m['miou_5clicks']:.3f} | {m['noc85']:.2f} | {m['noc90']:.2f} | "
+            f"{m['ms_embed']:.0f} | {m['ms_click']:.1f} |"
         )
     if curves:
         where = Path(data).name if data else "procedural validation images"
-        path = curve or REPO_ROOT / "docs" / f"{'_'.join(curves)}_{where}_curve.png"
+        path = curve or REPO_ROOT / "docs" / f"prompted_{where.replace(' ', '_')}_curve.png"
         written = plot_curves(curves, path, f"NoC protocol, {where}")
         rows += ["", f"IoU-vs-clicks curve: `{written}`"]
     return "\n".join(rows)
@@ -277,6 +297,11 @@ def get_args_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--curve", default=None, help="prompted models: IoU-vs-clicks PNG path")
     parser.add_argument("--limit", type=int, default=None, help="prompted models: first N images")
+    parser.add_argument(
+        "--no-classical",
+        action="store_true",
+        help="prompted models: leave out the random-walker baseline (the slowest row)",
+    )
     return parser
 
 
@@ -285,7 +310,9 @@ def main(args: argparse.Namespace) -> None:
     names = tuple(args.names) or FLOWER_MODELS + SCENE_MODELS + INSTANCE_MODELS
     tables = []
     if prompted := [n for n in names if n in PROMPTED_MODELS]:
-        tables.append(prompted_table(prompted, args.data, args.curve, args.limit))
+        tables.append(
+            prompted_table(prompted, args.data, args.curve, args.limit, not args.no_classical)
+        )
     if flowers := [n for n in names if n not in SCENE_MODELS + INSTANCE_MODELS + PROMPTED_MODELS]:
         tables.append("## Flowers\n\n" + flower_table(flowers))
     if scenes := [n for n in names if n in SCENE_MODELS]:

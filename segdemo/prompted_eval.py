@@ -1,10 +1,11 @@
 """How many clicks a promptable model needs: NoC on real photos and on procedural images.
 
-``python -m segdemo.evaluate sam_tiny --data DIR`` runs ``folder_noc`` on a folder in the
+``python -m segdemo.evaluate click_net --data DIR`` runs the protocol on a folder in the
 COCO MVal layout (``images/NAME.jpg``, ``masks/NAME.png`` with 0 background and 255 object)
 and plots the mean IoU after each click. The protocol is ``segdemo.clicks``'s: the first
 click at the object's deepest point, each next one at the deepest point of the larger error,
-the previous low-res logits fed back with every click, 20 clicks per object.
+the previous mask's feedback handed back with every click, 20 clicks per object. Any
+``Prompter`` runs it, and so does the classical baseline (``classical.RandomWalker``).
 """
 
 from __future__ import annotations
@@ -16,13 +17,13 @@ from pathlib import Path
 import numpy as np
 import torch
 from scipy import ndimage
-from segment_anything import SamPredictor
 
 from segdemo.clicks import MAX_CLICKS, click_curve, clicks_to_reach
 from segdemo.data.composites import make_composite
 from segdemo.data.flowers import make_flowers
 from segdemo.data.scenes import make_scene
 from segdemo.imaging import prepare_image, read_mask
+from segdemo.tasks.promptable import Prompter
 from segdemo.tasks.prompted import protocol_predictor
 
 
@@ -51,15 +52,13 @@ class NocResult:
 
 
 @torch.no_grad()
-def noc_curves(model, samples, max_clicks: int = MAX_CLICKS) -> NocResult:
+def noc_curves(prompter: Prompter, samples, max_clicks: int = MAX_CLICKS) -> NocResult:
     """Run the protocol on ``(name, HxWx3 uint8 image, HxW bool mask)`` samples."""
     names, rows, embed_s, click_s, clicks = [], [], 0.0, 0.0, 0
     for name, image, mask in samples:
-        predictor = SamPredictor(model)
-        began = time.perf_counter()
-        predictor.set_image(image)
-        embed_s += time.perf_counter() - began
-        predict = protocol_predictor(predictor)
+        prepared = prompter.prepare(image)
+        embed_s += prepared.seconds
+        predict = protocol_predictor(prompter, prepared)
 
         def timed(points, logits, predict=predict):
             nonlocal click_s, clicks
@@ -124,9 +123,9 @@ def _largest_component(mask: np.ndarray) -> np.ndarray:
     return labels == 1 + int(np.argmax(areas))
 
 
-def procedural_prompted_validation(model, count: int = 16) -> dict[str, float]:
+def procedural_prompted_validation(prompter: Prompter, count: int = 16) -> dict[str, float]:
     """The numbers stored with the shipped weights: ``val_*`` on fresh procedural images."""
-    result = noc_curves(model.eval(), procedural_samples(count)).summary()
+    result = noc_curves(prompter, procedural_samples(count)).summary()
     return {
         "val_miou_1click": result["miou_1click"],
         "val_noc85": result["noc85"],

@@ -31,6 +31,11 @@ class Endpoint:
     extra: tuple  # the arguments after the image (prompts are filled in per image)
     mask_output: int | None  # index of a PNG (or list of PNGs) at the original size
 
+    @property
+    def label(self) -> str:
+        model = self.extra[2] if self.name == "/prompt_segment" else ""
+        return self.name.strip("/") + (f"-{model}" if model else "")
+
 
 ENDPOINTS = [
     Endpoint("/classify_segment", (), 2),
@@ -38,6 +43,7 @@ ENDPOINTS = [
     Endpoint("/unet_segment", (), -2),
     Endpoint("/maskrcnn_instances", ("maskrcnn", 0.5, 0.5), 3),
     Endpoint("/semantic_vs_instance", (0.5,), None),
+    Endpoint("/prompt_segment", ("POINT", "", "click_net", True), 1),
     Endpoint("/prompt_segment", ("POINT", "", "sam_tiny", True), 1),
 ]
 
@@ -116,7 +122,7 @@ def server_still_answers(client) -> None:
 
 
 @pytest.mark.parametrize("case", VALID_OR_NOT)
-@pytest.mark.parametrize("endpoint", ENDPOINTS, ids=lambda e: e.name.strip("/"))
+@pytest.mark.parametrize("endpoint", ENDPOINTS, ids=lambda e: e.label)
 def test_image_inputs(client, inputs, endpoint, case):
     expected = VALID_OR_NOT[case][2]
     size = expected if isinstance(expected, tuple) else (240, 320)
@@ -148,15 +154,16 @@ def test_prompt_mistakes(client, case):
     points, box, message = PROMPT_MISTAKES[case]
     with pytest.raises(Exception, match=re.escape(message) if "|" not in message else message):
         client.predict(
-            handle_file(EXAMPLE), points, box, "sam_tiny", True, api_name="/prompt_segment"
+            handle_file(EXAMPLE), points, box, "click_net", True, api_name="/prompt_segment"
         )
     server_still_answers(client)
 
 
-def test_a_box_drawn_from_its_far_corner_is_the_same_box(client):
+@pytest.mark.parametrize("model", ["click_net", "sam_tiny"])
+def test_a_box_drawn_from_its_far_corner_is_the_same_box(client, model):
     def masks(box):
         _, files, _ = client.predict(
-            handle_file(EXAMPLE), "", json.dumps(box), "sam_tiny", False, api_name="/prompt_segment"
+            handle_file(EXAMPLE), "", json.dumps(box), model, False, api_name="/prompt_segment"
         )
         return np.asarray(Image.open(files[0]))
 

@@ -136,7 +136,7 @@ def test_prompted_tab_click_remove_undo_and_clear(page):
     first = mask_pixels(page, 1)
     # The clicked flower is mostly in the mask, and the mask is not the whole picture.
     assert 0.3 * biggest.sum() < first < 0.5 * biggest.size
-    assert panel.get_by_text("predicted IoU").count() >= 1
+    assert panel.get_by_text("estimated IoU").count() >= 1
 
     panel.locator("#prompted-mode").get_by_text("Remove").click()
     ys, xs = np.nonzero(biggest)

@@ -52,7 +52,7 @@ CALLS = {
     "/unet_segment": (lambda u: (), lambda r: r[-2][0]),
     "/maskrcnn_instances": (lambda u: ("maskrcnn", 0.5, 0.5), lambda r: r[3]),
     "/prompt_segment": (
-        lambda u: (json.dumps([u.point]), "", "sam_tiny", True),
+        lambda u: (json.dumps([u.point]), "", "click_net", True),
         lambda r: r[1][r[2]["best"]],
     ),
 }

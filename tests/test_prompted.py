@@ -14,6 +14,7 @@ from segdemo import registry
 from segdemo.data.composites import make_composite
 from segdemo.imaging import prepare_image
 from segdemo.models.sam_tiny import config_dict
+from segdemo.tasks.promptable import PreparedState
 from segdemo.tasks.prompted import (
     CLICK_RADIUS,
     EVERYTHING_MIN_IOU,
@@ -141,7 +142,7 @@ def test_sessions_never_share_embeddings(random_weights):
 
 def test_cache_is_bounded_per_session_and_in_total():
     cache = EmbeddingCache(max_entries=4, per_session=2)
-    entry = Embedding(torch.zeros(1), (1, 1), (1, 1), 0.0)
+    entry = PreparedState(Embedding(torch.zeros(1), (1, 1), (1, 1)), 0.0)
     for k in range(3):
         cache.put(("alice", "m", f"image{k}"), entry)
     assert [key[2] for key in cache.keys()] == ["image1", "image2"]  # the oldest went first

@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from segdemo.data.flowers import rng_for, smooth_noise
+from segdemo.data.photo_textures import photo_texture
 
 SPLIT_TAGS = {"train": 201, "val": 202, "example": 203}
 
@@ -52,8 +53,13 @@ def _colour(rng: np.random.Generator) -> np.ndarray:
     return np.array(rgb, np.float32)
 
 
-def _texture(rng: np.random.Generator, shape: tuple[int, int], base: np.ndarray) -> np.ndarray:
-    """An ``HxWx3 float32`` texture around colour ``base`` (values roughly in [0, 1])."""
+def _texture(
+    rng: np.random.Generator, shape: tuple[int, int], base: np.ndarray, photos: float = 0.0
+) -> np.ndarray:
+    """An ``HxWx3 float32`` texture around colour ``base`` (values roughly in [0, 1]); with
+    probability ``photos`` a patch of a real photo instead (``photo_textures``)."""
+    if photos and rng.uniform() < photos:
+        return photo_texture(rng, shape)
     h, w = shape
     other = _colour(rng) if rng.uniform() < 0.6 else base * np.float32(rng.uniform(0.4, 1.6))
     kind = rng.integers(8)
@@ -181,13 +187,17 @@ def _finish(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
 
 
 def make_composite(
-    index: int, split: str = "train", size: tuple[int, int] = (256, 256)
+    index: int, split: str = "train", size: tuple[int, int] = (256, 256), photos: float = 0.0
 ) -> Composite:
-    """Composite number ``index`` of ``split`` at ``size = (height, width)``."""
+    """Composite number ``index`` of ``split`` at ``size = (height, width)``.
+
+    ``photos``: the share of fills (background and parts) that are patches of real photos;
+    0 gives the purely synthetic composites.
+    """
     rng = rng_for(index, split, SPLIT_TAGS)
     h, w = size
     side = max(h, w)
-    canvas = _texture(rng, (h, w), _colour(rng))
+    canvas = _texture(rng, (h, w), _colour(rng), 2 * photos)
     objects = np.zeros((h, w), np.int32)
     parts = np.zeros((h, w), np.int32)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
@@ -226,7 +236,7 @@ def make_composite(
             box = _bounds(mask, 3)  # texture and blend only around the part: much faster
             part, patch = mask[box], window[box]
             base = patch[part].mean(0) + rng.normal(0, 0.06, 3) if lookalike else _colour(rng)
-            texture = _texture(rng, part.shape, np.asarray(base, np.float32))
+            texture = _texture(rng, part.shape, np.asarray(base, np.float32), photos)
             alpha = _soft(part, edge)[..., None]
             patch[:] = patch * (1 - alpha) + texture * alpha
             part_id += 1

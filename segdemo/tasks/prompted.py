@@ -1,10 +1,12 @@
-"""Prompted segmentation with SAM-style models: one embedding per image, a mask per click.
+"""Prompted segmentation: per image something kept, per prompt a mask — for any prompter.
 
-The expensive step, the image embedding, runs once per (session, model, image) and is kept in
-a small bounded cache; every click then costs only the prompt encoder and the mask decoder.
-The models themselves are shared read-only by all users. ``SamPredictor`` keeps the current
-image's features on the instance, so one predictor is never shared between requests: each
-request wraps the cached, read-only tensors in a fresh, cheap predictor.
+Two kinds of model sit behind one interface (``tasks.promptable``): SAM-style models embed the
+image once and decode each prompt (``SamPrompter``, through ``SamPredictor``); the early-fusion
+``click_net`` runs its whole network at every click on a zoom-in crop (``ClickPrompter``). What a
+prompter keeps per image (an embedding, or the normalised image) is computed once per (session,
+model, image) and held in a small bounded cache. Models are shared read-only by all users;
+``SamPredictor`` keeps the current image on the instance, so each request wraps the cached,
+read-only tensors in a fresh, cheap predictor.
 
 Coordinates: points are ``(x, y, label)`` and boxes ``(x0, y0, x1, y1)`` in the ORIGINAL
 image's pixels (the upload's, after EXIF orientation); masks come back at the original size.
@@ -19,15 +21,19 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from segment_anything import SamAutomaticMaskGenerator, SamPredictor
 from segment_anything.modeling import Sam
 
-from segdemo.clicks import Click, Predict
+from segdemo.clicks import Click, Predict, iou
 from segdemo.imaging import PreparedImage
+from segdemo.models.click_net import ClickNet
 from segdemo.registry import load_model
+from segdemo.tasks.click_model import ClickPrompter
+from segdemo.tasks.promptable import Prediction, PreparedState, Prompter, Prompts
 
 
 class PromptError(ValueError):
@@ -36,7 +42,7 @@ class PromptError(ValueError):
 
 @dataclass(frozen=True)
 class Embedding:
-    """A cached image embedding: what ``SamPredictor.set_image`` computes, and nothing else.
+    """A SAM image embedding: what ``SamPredictor.set_image`` computes, and nothing else.
 
     features: ``1x256xGxG float32`` (G = img_size / 16), never written to after creation.
     input_size: ``(h, w)`` of the resized image inside the model's square input.
@@ -46,11 +52,60 @@ class Embedding:
     features: torch.Tensor
     input_size: tuple[int, int]
     original_size: tuple[int, int]
-    seconds: float
+
+
+class SamPrompter:
+    """``Prompter`` for a ``Sam``: late fusion. Feedback is a mask's ``(S/4)x(S/4)`` logits."""
+
+    design = "late fusion"
+    multimask = True
+
+    def __init__(self, model: Sam):
+        self.model = model
+
+    @torch.no_grad()
+    def prepare(self, pixels: np.ndarray) -> PreparedState:
+        began = time.perf_counter()
+        predictor = SamPredictor(self.model)
+        predictor.set_image(pixels)
+        embedding = Embedding(
+            predictor.features, tuple(predictor.input_size), tuple(predictor.original_size)
+        )
+        return PreparedState(embedding, time.perf_counter() - began)
+
+    def predictor(self, image: PreparedState) -> SamPredictor:
+        """A fresh ``SamPredictor`` around a cached embedding, as if ``set_image`` had run."""
+        embedding: Embedding = image.value
+        predictor = SamPredictor(self.model)
+        predictor.features = embedding.features
+        predictor.input_size = embedding.input_size
+        predictor.original_size = embedding.original_size
+        predictor.is_image_set = True
+        return predictor
+
+    def predict(
+        self, image: PreparedState, prompts: Prompts, feedback, multimask: bool
+    ) -> Prediction:
+        masks, scores, logits = self.predictor(image).predict(
+            prompts.points if len(prompts.points) else None,
+            prompts.labels if len(prompts.points) else None,
+            prompts.box,
+            None if feedback is None else np.asarray(feedback, np.float32)[None],
+            multimask_output=multimask,
+        )
+        return Prediction(masks, scores.astype(np.float32), tuple(logits.astype(np.float32)))
+
+
+def prompter_for(model_name: str) -> Prompter:
+    """The prompter of a registered prompted model (loaded once, shared; the prompter is a
+    stateless wrapper, cheap to make per request)."""
+    model = load_model(model_name, task="prompted")
+    return ClickPrompter(model) if isinstance(model, ClickNet) else SamPrompter(model)
 
 
 class EmbeddingCache:
-    """A thread-safe LRU cache of embeddings keyed by ``(session, model, image digest)``.
+    """A thread-safe LRU cache of per-image states (a SAM embedding, or the click model's
+    normalised image) keyed by ``(session, model, image digest)``.
 
     Bounded in total (``max_entries``) and per session (``per_session``), so neither many
     users nor one user uploading many images can grow it. A session only ever reads its own
@@ -91,38 +146,14 @@ class EmbeddingCache:
 CACHE = EmbeddingCache()  # the only module-level per-user state: keyed by session, bounded
 
 
-@torch.no_grad()
-def compute_embedding(model: Sam, pixels: np.ndarray) -> Embedding:
-    """Embed an ``HxWx3 uint8`` RGB image (resized so its long side is ``img_size``)."""
-    began = time.perf_counter()
-    predictor = SamPredictor(model)
-    predictor.set_image(pixels)
-    return Embedding(
-        predictor.features,
-        tuple(predictor.input_size),
-        tuple(predictor.original_size),
-        time.perf_counter() - began,
-    )
-
-
-def predictor_for(model: Sam, embedding: Embedding) -> SamPredictor:
-    """A fresh ``SamPredictor`` around a cached embedding, as if ``set_image`` had just run."""
-    predictor = SamPredictor(model)
-    predictor.features = embedding.features
-    predictor.input_size = embedding.input_size
-    predictor.original_size = embedding.original_size
-    predictor.is_image_set = True
-    return predictor
-
-
 def embed(
     prepared: PreparedImage, model_name: str, session: Hashable, cache: EmbeddingCache = CACHE
-) -> Embedding:
-    """The embedding of ``prepared`` for ``model_name``, computed once per session and image."""
+) -> PreparedState:
+    """What ``model_name`` keeps for ``prepared``, computed once per session and image."""
     key = (session, model_name, prepared.digest)
     cached = cache.get(key)
     if cached is None:
-        cached = compute_embedding(load_model(model_name, task="prompted"), prepared.pixels)
+        cached = prompter_for(model_name).prepare(prepared.pixels)
         cache.put(key, cached)
     return cached
 
@@ -131,19 +162,19 @@ def embed(
 class PromptResult:
     """Masks for one set of prompts.
 
-    masks: ``CxHxW bool`` at the original image size (C = 3 for multimask, else 1).
+    masks: ``CxHxW bool`` at the original image size (C = 3 for SAM's multimask, else 1).
     working_masks: ``CxhxW bool`` at the working size, for drawing on the working image.
-    scores: ``C float32``, the model's predicted IoU of each mask.
-    low_res_logits: ``Cx(S/4)x(S/4) float32``, to feed back as the next click's mask prompt.
+    scores: ``C float32``, the model's own estimate of each mask's IoU.
+    feedback: per mask, what goes back to the model with the next prompt (opaque).
     best: index of the highest-scoring mask.
-    embed_seconds: time spent embedding (0 when the cached embedding was used).
-    predict_seconds: time spent on prompts, decoding and resizing the masks.
+    embed_seconds: time spent preparing the image (0 when the cached state was used).
+    predict_seconds: time spent on the prompts, the model and resizing the masks.
     """
 
     masks: np.ndarray
     working_masks: np.ndarray
     scores: np.ndarray
-    low_res_logits: np.ndarray
+    feedback: tuple[Any, ...]
     best: int
     embed_seconds: float
     predict_seconds: float
@@ -178,19 +209,17 @@ def respect_clicks(masks: np.ndarray, coords, labels) -> np.ndarray:
     return settled
 
 
-def _prompt_arrays(prepared: PreparedImage, points, box):
+def working_prompts(prepared: PreparedImage, points, box) -> Prompts:
     """Original-pixel points ``Nx3`` (x, y, label) and box (x0, y0, x1, y1) -> working pixels."""
-    coords = labels = box_working = None
     points = np.asarray(points if points is not None else [], np.float64).reshape(-1, 3)
-    if len(points):
-        coords = prepared.to_working(points[:, :2])
-        labels = points[:, 2].astype(np.int64)
+    coords = prepared.to_working(points[:, :2]) if len(points) else np.zeros((0, 2))
+    box_working = None
     if box is not None and len(box):
         corners = prepared.to_working(np.asarray(box, np.float64).reshape(2, 2))
         x0, x1 = sorted(corners[:, 0])
         y0, y1 = sorted(corners[:, 1])
         box_working = np.array([x0, y0, x1, y1])
-    return coords, labels, box_working
+    return Prompts(coords, points[:, 2].astype(np.int64), box_working)
 
 
 def segment(
@@ -200,49 +229,44 @@ def segment(
     model_name: str,
     multimask: bool,
     session: Hashable,
-    mask_input: np.ndarray | None = None,
+    feedback: Any | None = None,
     cache: EmbeddingCache = CACHE,
 ) -> PromptResult:
     """Masks for ``points`` (``[[x, y, label], ...]``, label 1 positive / 0 negative) and/or a
-    ``box`` ``[x0, y0, x1, y1]``, both in original pixels. ``mask_input``: the previous low-res
-    logits (``(S/4)x(S/4)``) of the chosen mask, as SAM's interactive loop feeds them back.
-    Raises PromptError when there is no prompt at all.
+    ``box`` ``[x0, y0, x1, y1]``, both in original pixels. ``feedback``: the previous chosen
+    mask's feedback value (``PromptResult.feedback[best]``), as the interactive loop hands it
+    back. Clicked spots keep their label (``respect_clicks``). Raises PromptError when there
+    is no prompt at all.
     """
-    coords, labels, box_working = _prompt_arrays(prepared, points, box)
-    if coords is None and box_working is None:
+    prompts = working_prompts(prepared, points, box)
+    if prompts.empty:
         raise PromptError("Add a point or a box first: the model needs at least one prompt.")
     cached = cache.get((session, model_name, prepared.digest))
-    embedding = embed(prepared, model_name, session, cache)
+    image = embed(prepared, model_name, session, cache)
     began = time.perf_counter()
-    predictor = predictor_for(load_model(model_name, task="prompted"), embedding)
-    working, scores, logits = predictor.predict(
-        coords,
-        labels,
-        box_working,
-        None if mask_input is None else np.asarray(mask_input, np.float32)[None],
-        multimask_output=multimask,
-    )
-    working = respect_clicks(working, coords, labels)
+    prediction = prompter_for(model_name).predict(image, prompts, feedback, multimask)
+    working = respect_clicks(prediction.masks, prompts.points, prompts.labels)
     masks = np.stack([prepared.mask_to_original(m) for m in working])
     return PromptResult(
         masks=masks,
         working_masks=working,
-        scores=scores.astype(np.float32),
-        low_res_logits=logits.astype(np.float32),
-        best=int(np.argmax(scores)),
-        embed_seconds=0.0 if cached is not None else embedding.seconds,
+        scores=prediction.scores,
+        feedback=prediction.feedback,
+        best=prediction.best,
+        embed_seconds=0.0 if cached is not None else image.seconds,
         predict_seconds=time.perf_counter() - began,
     )
 
 
 @dataclass(frozen=True)
 class EverythingResult:
-    """Masks of ``SamAutomaticMaskGenerator``, largest first, at the working size."""
+    """The masks of "segment everything", largest first, at the working size."""
 
     masks: list[np.ndarray]  # each HxW bool
     scores: list[float]  # predicted IoU of each
     seconds: float
     best_candidate: float  # highest predicted IoU of any mask decoded, kept or not
+    points: int  # point prompts tried
 
 
 # SamAutomaticMaskGenerator keeps a mask when its predicted IoU and its stability (IoU of the
@@ -259,28 +283,47 @@ def segment_everything(
     progress: Callable[[float], None] | None = None,
     cache: EmbeddingCache = CACHE,
 ) -> EverythingResult:
-    """Prompt the model with a grid of points and keep the confident, stable, distinct masks.
+    """Prompt the model with a grid of single points and keep the confident, distinct masks.
 
-    ``progress(fraction)`` is called after each batch of points. The image's cached embedding
-    is reused: the generator's own ``set_image`` is replaced on its private predictor, which
-    is valid because it runs on the whole image (no crops).
+    SAM models go through ``SamAutomaticMaskGenerator`` (which also asks for stable masks);
+    other prompters through ``grid_everything``. ``progress(fraction)`` is called as the grid
+    is worked through. The image's cached state is reused.
     """
     began = time.perf_counter()
-    model = load_model(model_name, task="prompted")
-    embedding = embed(prepared, model_name, session, cache)
+    prompter = prompter_for(model_name)
+    image = embed(prepared, model_name, session, cache)
+    side = (
+        points_per_side if isinstance(prompter, SamPrompter) else min(points_per_side, CLICK_GRID)
+    )
+    if isinstance(prompter, SamPrompter):
+        masks, scores, best = _sam_everything(prompter, image, prepared, side, progress)
+    else:
+        masks, scores, best = grid_everything(prompter, image, prepared.size, side, progress)
+    order = np.argsort([-m.sum() for m in masks], kind="stable")  # largest first
+    return EverythingResult(
+        masks=[masks[k] for k in order],
+        scores=[scores[k] for k in order],
+        seconds=time.perf_counter() - began,
+        best_candidate=best,
+        points=side**2,
+    )
+
+
+def _sam_everything(prompter: SamPrompter, image, prepared, points_per_side, progress):
+    """``SamAutomaticMaskGenerator`` on the cached embedding (its own ``set_image`` replaced
+    on its private predictor, valid because it runs on the whole image, without crops)."""
     batch = 16  # masks of a batch are decoded at the working size: keep memory small
     generator = SamAutomaticMaskGenerator(
-        model,
+        prompter.model,
         points_per_side=points_per_side,
         points_per_batch=batch,
         pred_iou_thresh=EVERYTHING_MIN_IOU,
         stability_score_thresh=EVERYTHING_MIN_STABILITY,
         crop_n_layers=0,
     )
-    cached = predictor_for(model, embedding)
-    predictor = generator.predictor
+    cached, predictor = prompter.predictor(image), generator.predictor
 
-    def set_image(image: np.ndarray, image_format: str = "RGB") -> None:
+    def set_image(pixels: np.ndarray, image_format: str = "RGB") -> None:
         predictor.features = cached.features
         predictor.input_size, predictor.original_size = cached.input_size, cached.original_size
         predictor.is_image_set = True
@@ -300,33 +343,73 @@ def segment_everything(
     predictor.predict_torch = counted
     with torch.no_grad():
         records = generator.generate(prepared.pixels)
-    records.sort(key=lambda r: r["area"], reverse=True)
-    return EverythingResult(
-        masks=[r["segmentation"] for r in records],
-        scores=[float(r["predicted_iou"]) for r in records],
-        seconds=time.perf_counter() - began,
-        best_candidate=best[0],
+    return (
+        [r["segmentation"] for r in records],
+        [float(r["predicted_iou"]) for r in records],
+        best[0],
     )
 
 
-def protocol_predictor(predictor: SamPredictor) -> Predict:
-    """Adapt a predictor with its image set to ``clicks.click_curve``'s ``predict``.
+CLICK_GRID = 8  # an early-fusion model runs once per grid point: 8×8 single clicks
+GRID_MIN_AREA = 0.002  # masks smaller than this share of the image are dropped
+GRID_DUPLICATE_IOU = 0.7  # a mask overlapping a better one this much is the same object
 
-    The first click asks for three masks and keeps the one with the highest predicted IoU;
-    later clicks ask for one mask and get the previous low-res logits as the mask prompt —
-    SAM's interactive use. Clicked pixels keep their label (``respect_clicks``), as in the app.
+
+def grid_everything(
+    prompter: Prompter,
+    image: PreparedState,
+    size: tuple[int, int],
+    side: int = CLICK_GRID,
+    progress: Callable[[float], None] | None = None,
+) -> tuple[list[np.ndarray], list[float], float]:
+    """One positive click at each point of a ``side × side`` grid, each a mask of its own;
+    masks whose estimated IoU reaches ``EVERYTHING_MIN_IOU`` are kept, and of masks that are
+    the same object (IoU ≥ ``GRID_DUPLICATE_IOU``) only the best-scored one.
+
+    Returns ``(masks HxW bool, scores, best estimated IoU of any candidate)``.
+    """
+    h, w = size
+    candidates = []
+    for k, (x, y) in enumerate(_grid(side, w, h)):
+        prompts = Prompts(np.array([[x, y]]), np.array([1]))
+        prediction = prompter.predict(image, prompts, None, False)
+        mask = respect_clicks(prediction.masks, prompts.points, prompts.labels)[prediction.best]
+        candidates.append((float(prediction.scores[prediction.best]), mask))
+        if progress is not None:
+            progress((k + 1) / side**2)
+    best = max(score for score, _ in candidates)
+    kept: list[tuple[float, np.ndarray]] = []
+    for score, mask in sorted(candidates, key=lambda c: -c[0]):
+        if score < EVERYTHING_MIN_IOU or mask.sum() < GRID_MIN_AREA * h * w:
+            continue
+        if all(iou(mask, other) < GRID_DUPLICATE_IOU for _, other in kept):
+            kept.append((score, mask))
+    return [m for _, m in kept], [s for s, _ in kept], best
+
+
+def _grid(side: int, w: int, h: int) -> np.ndarray:
+    """``side²`` points ``(x, y)`` at the centres of a regular grid over the image."""
+    offsets = (np.arange(side) + 0.5) / side
+    xs, ys = np.meshgrid(offsets * w, offsets * h)
+    return np.stack([xs.ravel(), ys.ravel()], 1)
+
+
+def protocol_predictor(prompter: Prompter, image: PreparedState) -> Predict:
+    """Adapt a prompter with its image prepared to ``clicks.click_curve``'s ``predict``.
+
+    As in the app: a first single click asks for several masks (when the model gives them)
+    and keeps the highest-scored; every later click gets the previous mask's feedback (SAM's
+    low-res logits, the click model's probability map). Clicked pixels keep their label.
     """
 
-    def predict(clicks: list[Click], logits: np.ndarray | None):
-        coords = np.array([[c.x, c.y] for c in clicks], np.float64)
-        labels = np.array([c.label for c in clicks], np.int64)
-        masks, scores, low_res = predictor.predict(
-            coords,
-            labels,
-            mask_input=None if logits is None else logits[None],
-            multimask_output=len(clicks) == 1,
+    def predict(clicks: list[Click], feedback):
+        prompts = Prompts(
+            np.array([[c.x, c.y] for c in clicks], np.float64),
+            np.array([c.label for c in clicks], np.int64),
         )
-        best = int(np.argmax(scores))
-        return respect_clicks(masks[best], coords, labels), low_res[best]
+        prediction = prompter.predict(image, prompts, feedback, len(clicks) == 1)
+        best = prediction.best
+        mask = respect_clicks(prediction.masks[best], prompts.points, prompts.labels)
+        return mask, prediction.feedback[best]
 
     return predict

@@ -7,7 +7,7 @@ import argparse
 import torch
 
 from segdemo.registry import usable_device
-from segdemo.train import flowers, instances, prompted, scenes
+from segdemo.train import click_net, flowers, instances, prompted, scenes
 from segdemo.train.loop import Run
 
 TRAINERS = {
@@ -15,6 +15,7 @@ TRAINERS = {
     **{name: scenes.train for name in scenes.RECIPES},
     **{name: instances.train for name in instances.RECIPES},
     "sam_tiny": prompted.train,
+    "click_net": click_net.train,
 }
 
 

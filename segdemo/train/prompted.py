@@ -49,6 +49,7 @@ from segdemo.data.scenes import make_scene
 from segdemo.models.sam_tiny import PATCH, config_dict
 from segdemo.prompted_eval import procedural_prompted_validation
 from segdemo.registry import build_model
+from segdemo.tasks.prompted import SamPrompter
 from segdemo.train.loop import Run, fit
 from segdemo.weights import save_weights
 
@@ -81,13 +82,14 @@ def _components(mask: np.ndarray) -> list[np.ndarray]:
     return [labels == k for k in range(1, count + 1)]
 
 
-def candidates(rng: np.random.Generator, source: str, index: int, size: int):
-    """One training image of ``source`` and the objects in it.
+def candidates(rng: np.random.Generator, source: str, index: int, size: int, photos: float = 0.0):
+    """One training image of ``source`` and the objects in it (``photos``: the composites'
+    share of photo fills, see ``make_composite``).
 
     Returns ``(image SxSx3 uint8, objects list of (whole SxS bool, parts list of SxS bool))``.
     """
     if source == "composites":
-        sample = make_composite(index, "train", (size, size))
+        sample = make_composite(index, "train", (size, size), photos)
         objects = []
         for k in np.unique(sample.objects):
             whole = sample.objects == k
@@ -330,7 +332,7 @@ def train(name: str, run: Run) -> dict:
     trainer = InteractiveTrainer(model, recipe.grouping)
     timing = fit(name, trainer, lambda step: (make_batch(step), None), _loss_is_output, settings)
     model.eval()
-    metrics = procedural_prompted_validation(model)
+    metrics = procedural_prompted_validation(SamPrompter(model))
     metrics.update(timing, steps=settings.steps, wall_seconds=round(time.perf_counter() - began))
     path = save_weights(
         run.weights_path(name),

@@ -1,0 +1,188 @@
+"""Prompting an early-fusion click model: click disks, the zoom-in crop, and its way back.
+
+Each click runs the whole network, so it runs at a fixed working size (``working_size`` on the
+long side) on a window of the image:
+
+- the first click, with no mask yet, sees the whole image;
+- every later click sees the zoom-in window of RITM: the box around the current mask and the
+  positive clicks, widened ``expand`` times and at least a fifth of the image's long side, so
+  a small object is looked at closely and a large one whole;
+- a box prompt is its own window (widened a little), its centre a positive click unless the
+  user clicked inside it, and nothing outside the box is ever in the mask.
+
+The window's prediction is pasted into the previous full-size probability map, which is the
+feedback for the next click: outside the window the previous answer stands, as in RITM.
+Coordinates are working-image pixels, ``(x, y)``; a pixel's centre is at ``+0.5``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from segdemo.clicks import Click
+from segdemo.models.click_net import ClickNet
+from segdemo.tasks.common import to_tensor
+from segdemo.tasks.promptable import Prediction, PreparedState, Prompts
+
+MIN_WINDOW = 0.2  # the zoom-in window's least side, as a share of the image's long side
+BOX_MARGIN = 0.1  # a box window is the box widened by this share of its sides
+
+
+def click_maps(clicks: list[list[Click]], shape: tuple[int, int], radius: float) -> torch.Tensor:
+    """``Bx2xHxW float32``: disks of ``radius`` around each sample's positive (channel 0) and
+    negative (channel 1) clicks, which are ``(x, y)`` in these maps' pixels."""
+    h, w = shape
+    maps = np.zeros((len(clicks), 2, h, w), np.float32)
+    for k, sample in enumerate(clicks):
+        for click in sample:
+            top, left = max(0, int(click.y - radius)), max(0, int(click.x - radius))
+            bottom, right = min(h, int(click.y + radius) + 2), min(w, int(click.x + radius) + 2)
+            if top >= bottom or left >= right:
+                continue  # outside this window: the click still counts elsewhere
+            rows, cols = np.ogrid[top:bottom, left:right]
+            disk = (cols - click.x) ** 2 + (rows - click.y) ** 2 <= radius**2
+            maps[k, 0 if click.positive else 1, top:bottom, left:right][disk] = 1.0
+    return torch.from_numpy(maps)
+
+
+@dataclass(frozen=True)
+class Window:
+    """A window of the image, ``[top, bottom) × [left, right)`` in working pixels."""
+
+    top: int
+    left: int
+    bottom: int
+    right: int
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.bottom - self.top, self.right - self.left
+
+    def slices(self) -> tuple[slice, slice]:
+        return slice(self.top, self.bottom), slice(self.left, self.right)
+
+
+def _widened(x0, y0, x1, y1, factor: float, least: float, size: tuple[int, int]) -> Window:
+    """The box scaled by ``factor`` about its centre, each side at least ``least``, shifted
+    back inside the image where it sticks out (a side longer than the image is the image's)."""
+    h, w = size
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    half_w = min(w, max(least, (x1 - x0) * factor)) / 2
+    half_h = min(h, max(least, (y1 - y0) * factor)) / 2
+    left = int(round(np.clip(cx - half_w, 0, w - 2 * half_w)))
+    top = int(round(np.clip(cy - half_h, 0, h - 2 * half_h)))
+    return Window(
+        top, left, min(h, top + int(round(2 * half_h))), min(w, left + int(round(2 * half_w)))
+    )
+
+
+def focus_window(
+    previous: np.ndarray | None, prompts: Prompts, size: tuple[int, int], expand: float
+) -> Window:
+    """The window the next prediction runs on (see the module's docstring)."""
+    h, w = size
+    if prompts.box is not None:
+        x0, y0, x1, y1 = prompts.box
+        margin = BOX_MARGIN * max(x1 - x0, y1 - y0)
+        return _widened(x0 - margin, y0 - margin, x1 + margin, y1 + margin, 1.0, 16, size)
+    if previous is None or not previous.any():
+        return Window(0, 0, h, w)
+    rows, cols = np.flatnonzero(previous.any(1)), np.flatnonzero(previous.any(0))
+    xs = np.concatenate([[cols[0], cols[-1] + 1], prompts.points[prompts.labels == 1, 0]])
+    ys = np.concatenate([[rows[0], rows[-1] + 1], prompts.points[prompts.labels == 1, 1]])
+    least = MIN_WINDOW * max(h, w)
+    return _widened(xs.min(), ys.min(), xs.max(), ys.max(), expand, least, size)
+
+
+def _with_box_click(prompts: Prompts) -> list[Click]:
+    """The prompts as clicks; a box with no positive click inside gets one at its centre."""
+    clicks = [
+        Click(x, y, bool(k)) for (x, y), k in zip(prompts.points, prompts.labels, strict=True)
+    ]
+    if prompts.box is not None:
+        x0, y0, x1, y1 = prompts.box
+        inside = [c for c in clicks if c.positive and x0 <= c.x <= x1 and y0 <= c.y <= y1]
+        if not inside:
+            clicks.append(Click((x0 + x1) / 2, (y0 + y1) / 2, True))
+    return clicks
+
+
+def self_estimated_iou(probability: np.ndarray, mask: np.ndarray) -> float:
+    """How well the hard mask agrees with the model's own probabilities: the expected IoU if
+    each pixel were the object with its predicted probability (1 for an empty, sure answer)."""
+    inside = float(probability[mask].sum())
+    union = float(mask.sum()) + float(probability[~mask].sum())
+    return inside / union if union > 0 else 1.0
+
+
+class ClickPrompter:
+    """``Prompter`` for a ``ClickNet``: early fusion, one mask per prompt."""
+
+    design = "early fusion"
+    multimask = False
+
+    def __init__(self, net: ClickNet):
+        self.net = net
+
+    def prepare(self, pixels: np.ndarray) -> PreparedState:
+        began = time.perf_counter()
+        device = next(self.net.parameters()).device
+        rgb = self.net.normalise(to_tensor(pixels).to(device))
+        return PreparedState(rgb, time.perf_counter() - began)
+
+    @torch.no_grad()
+    def predict(
+        self, image: PreparedState, prompts: Prompts, feedback, multimask: bool = False
+    ) -> Prediction:
+        rgb: torch.Tensor = image.value
+        size = tuple(rgb.shape[-2:])
+        previous = None if feedback is None else np.asarray(feedback, np.float32)
+        window = focus_window(
+            None if previous is None else previous > 0.5, prompts, size, self.net.config.expand
+        )
+        (rows, cols), (wh, ww) = window.slices(), window.shape
+        scale = self.net.config.working_size / max(wh, ww)
+        shape = (max(1, round(wh * scale)), max(1, round(ww * scale)))
+        sy, sx = shape[0] / wh, shape[1] / ww
+        clicks = [
+            Click(
+                (c.x + 0.5 - window.left) * sx - 0.5,
+                (c.y + 0.5 - window.top) * sy - 0.5,
+                c.positive,
+            )
+            for c in _with_box_click(prompts)
+        ]
+        before = np.zeros(size, np.float32) if previous is None else previous
+        device = rgb.device
+        inputs = torch.cat(
+            [
+                _resized(rgb[..., rows, cols], shape),
+                click_maps([clicks], shape, self.net.config.click_radius).to(device),
+                _resized(torch.from_numpy(before[rows, cols])[None, None].to(device), shape),
+            ],
+            1,
+        )
+        logits = _resized(self.net(inputs), (wh, ww))
+        probability = before.copy()
+        probability[rows, cols] = torch.sigmoid(logits)[0, 0].float().cpu().numpy()
+        if prompts.box is not None:  # a box says: nothing outside me
+            x0, y0, x1, y1 = prompts.box
+            outside = np.ones(size, bool)
+            outside[
+                max(0, int(y0)) : int(np.ceil(y1)) + 1, max(0, int(x0)) : int(np.ceil(x1)) + 1
+            ] = False
+            probability[outside] = 0.0
+        mask = probability > 0.5
+        score = np.array([self_estimated_iou(probability, mask)], np.float32)
+        return Prediction(mask[None], score, (probability,))
+
+
+def _resized(x: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    if tuple(x.shape[-2:]) == tuple(shape):
+        return x
+    return F.interpolate(x, size=shape, mode="bilinear", align_corners=False)

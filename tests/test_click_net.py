@@ -1,0 +1,293 @@
+"""The early-fusion click model: its input maps, the zoom-in window and its way back to the
+original pixels, its trainer, and the prompt session it runs in."""
+
+import threading
+from types import SimpleNamespace
+
+import gradio as gr
+import numpy as np
+import pytest
+import torch
+
+from segdemo import registry
+from segdemo.clicks import Click
+from segdemo.data.composites import make_composite
+from segdemo.imaging import prepare_image
+from segdemo.models.click_net import config_dict
+from segdemo.models.sam_tiny import config_dict as sam_config
+from segdemo.tasks import prompt_session
+from segdemo.tasks.click_model import MIN_WINDOW, click_maps, focus_window
+from segdemo.tasks.promptable import Prediction, PreparedState, Prompts
+from segdemo.tasks.prompted import (
+    EmbeddingCache,
+    PromptError,
+    grid_everything,
+    segment,
+    segment_everything,
+)
+from segdemo.train.click_net import IterativeTrainer, make_batch, scattered_clicks
+from segdemo.train.prompted import half_precision
+from segdemo.ui import prompted_tab
+from segdemo.weights import save_weights
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="module")
+def random_weights(tmp_path_factory):
+    """Randomly initialised click_net and sam_tiny, written as their weights files."""
+    folder = tmp_path_factory.mktemp("weights")
+    torch.manual_seed(0)
+    net = registry.build_model("click_net")
+    save_weights(folder / "click_net.safetensors", net, config=config_dict(net.config))
+    sam = registry.build_model("sam_tiny")
+    save_weights(
+        folder / "sam_tiny.safetensors", half_precision(sam), config=sam_config(sam.config)
+    )
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SEGDEMO_WEIGHTS", str(folder))
+        registry.clear_cache()
+        yield folder
+    registry.clear_cache()
+
+
+def photo(index: int = 0, size=(120, 160)) -> np.ndarray:
+    return make_composite(index, "val", size).image
+
+
+def test_the_network_takes_image_clicks_and_mask_at_any_size():
+    net = registry.build_model("click_net").eval()
+    with torch.no_grad():
+        for h, w in ((64, 80), (37, 301), (256, 32)):
+            assert net(torch.rand(1, 6, h, w)).shape == (1, 1, h, w)
+
+
+def test_click_maps_put_disks_in_their_channels():
+    maps = click_maps([[Click(10, 20, True), Click(0, 0, False)], []], (40, 50), radius=3)
+    assert maps.shape == (2, 2, 40, 50)
+    assert maps[0, 0, 20, 10] == 1 and maps[0, 0, 20, 14] == 0 and maps[0, 0].sum() == 29
+    assert maps[0, 1, 0, 0] == 1 and maps[0, 1, 3, 0] == 1 and maps[0, 1, 4, 0] == 0
+    assert maps[1].sum() == 0
+
+
+def window_of(previous, points, labels, size, box=None, expand=1.4):
+    prompts = Prompts(np.asarray(points, float).reshape(-1, 2), np.asarray(labels), box)
+    return focus_window(previous, prompts, size, expand)
+
+
+def test_first_click_sees_the_whole_image_and_later_ones_zoom_in():
+    size = (300, 400)
+    assert window_of(None, [[5, 5]], [1], size).shape == size
+    previous = np.zeros(size, bool)
+    previous[100:120, 200:240] = True  # 20 × 40 px: the window is at least 80 px a side
+    window = window_of(previous, [[210, 110]], [1], size)
+    assert window.shape == (int(MIN_WINDOW * 400), int(MIN_WINDOW * 400))
+    assert window.top <= 100 and window.bottom >= 120 and window.left <= 200
+    assert window.right >= 240
+
+
+@pytest.mark.parametrize(
+    "size, corner",
+    [((300, 400), (0, 0)), ((300, 400), (399, 299)), ((40, 320), (319, 0)), ((320, 40), (0, 319))],
+)
+def test_the_window_stays_inside_the_image_and_holds_the_clicks(size, corner):
+    """A click at an image corner, an object touching the border, 1:8 aspect ratios."""
+    h, w = size
+    previous = np.zeros(size, bool)
+    x, y = corner
+    previous[max(0, y - 30) : y + 30, max(0, x - 30) : x + 30] = True  # touches the border
+    window = window_of(previous, [corner, [w / 2, h / 2]], [1, 1], size)
+    assert 0 <= window.top < window.bottom <= h and 0 <= window.left < window.right <= w
+    assert window.top <= y < window.bottom and window.left <= x < window.right
+    rows, cols = window.slices()
+    assert previous[rows, cols].sum() == previous.sum()  # the whole mask is in view
+
+
+@pytest.mark.parametrize("shape", [(120, 160), (40, 320), (320, 40)])
+def test_a_zoomed_prediction_lands_on_the_original_pixels(random_weights, shape):
+    """Outside the window the previous answer stands; inside it changes; the clicked spot
+    keeps its label at the original size of a downscaled upload, at an image corner too."""
+    big = prepare_image(photo(size=(shape[0] * 10, shape[1] * 10)))
+    assert big.resized
+    h, w = big.original_size
+    cache = EmbeddingCache()
+    corner = [[w - 1, h - 1, 1]]
+    first = segment(big, corner, None, "click_net", False, "s", cache=cache)
+    assert first.masks.shape == (1, h, w) and first.masks[0, h - 1, w - 1]
+    previous = np.zeros(big.size, np.float32)
+    previous[-5:, -5:] = 0.9  # a small mask in the far corner: a tight zoom-in window
+    second = segment(
+        big, corner + [[w - 3, h - 3, 1]], None, "click_net", False, "s", previous, cache
+    )
+    probability = second.feedback[0]
+    window = focus_window(
+        previous > 0.5,
+        Prompts(big.to_working([[w - 1, h - 1], [w - 3, h - 3]]), np.array([1, 1])),
+        big.size,
+        registry.load_model("click_net").config.expand,
+    )
+    outside = np.ones(big.size, bool)
+    outside[window.slices()] = False
+    assert outside.any() and np.array_equal(probability[outside], previous[outside])
+    assert second.masks[0, h - 1, w - 1] and second.masks.shape == (1, h, w)
+
+
+def test_a_box_is_the_window_and_nothing_outside_it_is_masked(random_weights):
+    prepared = prepare_image(photo(size=(240, 320)))
+    result = segment(
+        prepared, [], [40, 30, 200, 180], "click_net", False, "s", cache=EmbeddingCache()
+    )
+    outside = np.ones((240, 320), bool)
+    outside[30:181, 40:201] = False
+    assert not result.masks[0][outside].any()
+
+
+def test_training_batches_are_a_pure_function_of_the_step():
+    a, b = make_batch(3), make_batch(3)
+    assert torch.equal(a.images, b.images) and np.array_equal(a.targets, b.targets)
+    assert a.images.shape == (8, 3, 224, 224) and a.targets.any((1, 2)).all()
+
+
+def test_scattered_clicks_lie_on_their_side_of_the_object():
+    rng = np.random.default_rng(0)
+    truth = np.zeros((100, 100), bool)
+    truth[20:60, 30:80] = True
+    clicks = [c for _ in range(20) for c in scattered_clicks(rng, truth, 3.0)]
+    assert clicks and {c.positive for c in clicks} == {True, False}
+    assert all(truth[c.y, c.x] == c.positive for c in clicks)
+
+
+def test_one_training_step_reaches_every_layer():
+    torch.manual_seed(0)
+    net = registry.build_model("click_net")
+    loss = IterativeTrainer(net)(make_batch(1))
+    assert torch.isfinite(loss) and loss.item() > 0
+    loss.backward()
+    for name, parameter in net.named_parameters():
+        assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
+
+
+def test_replaying_the_prompts_gives_the_masks_of_clicking_them(random_weights):
+    prepared = prepare_image(photo(3, (240, 320)))
+    prompts = [
+        prompt_session.point(100, 80, True),
+        prompt_session.point(40, 200, False),
+        prompt_session.box(20, 20, 300, 220),
+        prompt_session.point(150, 120, True),
+    ]
+    cache = EmbeddingCache()
+    session = prompt_session.PromptSession("click_net")
+    for prompt in prompts:
+        session = prompt_session.click(session, prepared, prompt, "s", cache=cache)
+    replayed = prompt_session.replay(prepared, session.prompts, "click_net", "s", cache=cache)
+    assert len(replayed.steps) == len(session.steps) == 4
+    for clicked, again in zip(session.steps, replayed.steps, strict=True):
+        assert np.array_equal(clicked.mask, again.mask)
+    parsed = prompt_session.parse_prompts(session.to_json(), "", prepared.original_size)
+    assert parsed == list(session.prompts)  # the JSON the page sends round-trips
+
+
+def test_a_failed_model_call_leaves_the_state_as_it_was(random_weights):
+    """A click whose model call fails (here: an official checkpoint that is not on this
+    machine) changes nothing: prompts and masks stay in step, and the next undo removes the
+    prompt before it and shows that prompt's mask."""
+    if registry.is_available("sam_vit_h"):
+        pytest.skip("the ViT-H checkpoint is on this machine")
+    prepared = prepare_image(photo(4, (240, 320)))
+    state = prompted_tab.new_state(prepared, "click_net")
+    for x in (60, 120):
+        state = prompted_tab.add_prompt(
+            state, "add", "click_net", SimpleNamespace(index=[x, 100]), None
+        )[0]
+    before = state
+    with pytest.raises(gr.Error, match="sam_vit_h_4b8939.pth"):
+        prompted_tab.add_prompt(state, "remove", "sam_vit_h", SimpleNamespace(index=[5, 5]), None)
+    assert state is before and state["session"] is before["session"]
+    session = state["session"]
+    assert len(session.prompts) == len(session.steps) == 2
+    undone = prompted_tab.undo(state)[0]["session"]
+    assert undone.prompts == session.prompts[:1]
+    first_only = prompt_session.replay(prepared, undone.prompts, "click_net", "s")
+    assert np.array_equal(undone.current.mask, first_only.current.mask)
+    with pytest.raises(PromptError, match="64 prompts"):
+        too_many = prompt_session.PromptSession("click_net", (session.prompts[0],) * 64)
+        prompt_session.click(too_many, prepared, prompt_session.point(5, 5, False), "s")
+
+
+def test_changing_the_model_replays_every_step_with_the_new_model(random_weights):
+    prepared = prepare_image(photo(5, (240, 320)))
+    prompts = [prompt_session.point(100, 80, True), prompt_session.point(200, 150, False)]
+    clicked = prompt_session.replay(prepared, prompts, "click_net", "s")
+    changed = prompt_session.change_model(clicked, prepared, "sam_tiny", "s")
+    assert changed.model == "sam_tiny" and changed.prompts == clicked.prompts
+    with_sam = prompt_session.replay(prepared, prompts, "sam_tiny", "s")
+    assert len(changed.steps[0].masks) == 3  # SAM's three masks for the lone first click
+    for a, b in zip(changed.steps, with_sam.steps, strict=True):
+        assert np.array_equal(a.mask, b.mask)
+    back = prompt_session.change_model(changed, prepared, "click_net", "s")
+    for a, b in zip(back.steps, clicked.steps, strict=True):
+        assert np.array_equal(a.mask, b.mask)
+
+
+def test_two_sessions_clicking_at_once_get_their_own_masks(random_weights):
+    cache = EmbeddingCache()
+    images = [prepare_image(photo(k, (120, 160))) for k in range(4)]
+    clicks = [[[30 + 20 * k, 40 + 10 * k, 1]] for k in range(4)]
+    expected = [
+        segment(im, clicks[k], None, "click_net", False, f"solo{k}", cache=cache).masks
+        for k, im in enumerate(images)
+    ]
+    results = {}
+
+    def run(k):
+        results[k] = segment(images[k], clicks[k], None, "click_net", False, f"u{k}", cache=cache)
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for k in range(4):
+        assert np.array_equal(results[k].masks, expected[k])
+    assert {key[0] for key in cache.keys()} <= {f"solo{k}" for k in range(4)} | {
+        f"u{k}" for k in range(4)
+    }
+
+
+class RegionPrompter:
+    """A stand-in prompter that answers a click with the labelled region under it."""
+
+    design, multimask = "test", False
+
+    def __init__(self, regions: np.ndarray, score: float = 0.9):
+        self.regions, self.score = regions, score
+
+    def prepare(self, pixels):
+        return PreparedState(None, 0.0)
+
+    def predict(self, image, prompts, feedback, multimask):
+        x, y = prompts.points[0].astype(int)
+        mask = self.regions == self.regions[y, x]
+        return Prediction(mask[None], np.array([self.score], np.float32), (None,))
+
+
+def test_segment_everything_keeps_each_object_once():
+    regions = np.zeros((80, 80), np.int32)
+    regions[:, 40:] = 1  # half the image: many grid points land on it
+    regions[10:30, 10:30] = 2
+    regions[60:61, 5:6] = 3  # one pixel: under the size floor, and no grid point hits it
+    seen = []
+    masks, scores, best = grid_everything(RegionPrompter(regions), None, (80, 80), 4, seen.append)
+    found = sorted(int(np.bincount(regions[m]).argmax()) for m in masks)
+    assert found == [0, 1, 2] and scores == pytest.approx([0.9] * 3) and best == pytest.approx(0.9)
+    assert seen[-1] == 1.0 and len(seen) == 16
+    unsure, _, best = grid_everything(RegionPrompter(regions, 0.5), None, (80, 80), 4)
+    assert unsure == [] and best == pytest.approx(0.5)
+
+
+def test_segment_everything_runs_the_click_model(random_weights):
+    result = segment_everything(
+        prepare_image(photo()), "click_net", "s", points_per_side=4, cache=EmbeddingCache()
+    )
+    assert result.points == 16 and result.seconds > 0 and 0 <= result.best_candidate <= 1
+    assert all(m.shape == (120, 160) for m in result.masks)
