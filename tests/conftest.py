@@ -37,6 +37,34 @@ def client(app_url):
     return Client(app_url, verbose=False)
 
 
+@pytest.fixture(scope="module")
+def random_weights(tmp_path_factory):
+    """Randomly initialised click_net and sam_tiny written as their weights files (sam_tiny
+    in fp16, as shipped), and the registry pointed at them for the module's tests."""
+    import torch
+
+    from segdemo import registry
+    from segdemo.models import click_net, sam_tiny
+    from segdemo.train.prompted import half_precision
+    from segdemo.weights import save_weights
+
+    folder = tmp_path_factory.mktemp("weights")
+    torch.manual_seed(0)
+    net = registry.build_model("click_net")
+    save_weights(folder / "click_net.safetensors", net, config=click_net.config_dict(net.config))
+    sam = registry.build_model("sam_tiny")
+    save_weights(
+        folder / "sam_tiny.safetensors",
+        half_precision(sam),
+        config=sam_tiny.config_dict(sam.config),
+    )
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SEGDEMO_WEIGHTS", str(folder))
+        registry.clear_cache()
+        yield folder
+    registry.clear_cache()
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     """Expose each phase's report on the test item, so fixtures can react to a failure."""

@@ -13,8 +13,6 @@ from segdemo import registry
 from segdemo.clicks import Click
 from segdemo.data.composites import make_composite
 from segdemo.imaging import prepare_image
-from segdemo.models.click_net import config_dict
-from segdemo.models.sam_tiny import config_dict as sam_config
 from segdemo.tasks import prompt_session
 from segdemo.tasks.click_model import MIN_WINDOW, click_maps, focus_window
 from segdemo.tasks.promptable import Prediction, PreparedState, Prompts
@@ -26,29 +24,9 @@ from segdemo.tasks.prompted import (
     segment_everything,
 )
 from segdemo.train.click_net import IterativeTrainer, make_batch, scattered_clicks
-from segdemo.train.prompted import half_precision
 from segdemo.ui import prompted_tab
-from segdemo.weights import save_weights
 
 torch.set_num_threads(2)
-
-
-@pytest.fixture(scope="module")
-def random_weights(tmp_path_factory):
-    """Randomly initialised click_net and sam_tiny, written as their weights files."""
-    folder = tmp_path_factory.mktemp("weights")
-    torch.manual_seed(0)
-    net = registry.build_model("click_net")
-    save_weights(folder / "click_net.safetensors", net, config=config_dict(net.config))
-    sam = registry.build_model("sam_tiny")
-    save_weights(
-        folder / "sam_tiny.safetensors", half_precision(sam), config=sam_config(sam.config)
-    )
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("SEGDEMO_WEIGHTS", str(folder))
-        registry.clear_cache()
-        yield folder
-    registry.clear_cache()
 
 
 def photo(index: int = 0, size=(120, 160)) -> np.ndarray:

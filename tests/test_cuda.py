@@ -17,9 +17,12 @@ from segdemo.examples import EXAMPLES_DIR
 from segdemo.imaging import prepare_image
 from segdemo.metrics import iou
 from segdemo.tasks import finetune, instances, patch_classify, prompted, semantic, upsample
+from segdemo.train.click_net import IterativeTrainer
+from segdemo.train.click_net import make_batch as click_batch
 from segdemo.train.instances import DetectionLosses, scene_batch
 from segdemo.train.loop import to_device
-from segdemo.train.prompted import InteractiveTrainer, make_batch
+from segdemo.train.prompted import InteractiveTrainer as SamTrainer
+from segdemo.train.prompted import make_batch
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -75,14 +78,16 @@ def test_maskrcnn_finds_the_same_instances():
         assert iou(a.mask, b.mask) > 0.95
 
 
-def test_prompted_masks_match_the_cpu(on_gpu):
+@pytest.mark.parametrize("model", ["click_net", "sam_tiny"])
+def test_prompted_masks_match_the_cpu(on_gpu, model):
     prepared = prepare_image(example("scene_0.png"))
     clicks = [[160, 150, 1]]
     cache = prompted.EmbeddingCache()
-    gpu = prompted.segment(prepared, clicks, None, "sam_tiny", True, "a", cache=cache)
+    gpu = prompted.segment(prepared, clicks, None, model, True, "a", cache=cache)
     registry.set_default_device("cpu")
-    cpu = prompted.segment(prepared, clicks, None, "sam_tiny", True, "b", cache=cache)
-    assert cache.get(("a", "sam_tiny", prepared.digest)).features.device.type == "cuda"
+    cpu = prompted.segment(prepared, clicks, None, model, True, "b", cache=cache)
+    kept = cache.get(("a", model, prepared.digest)).value
+    assert (kept if model == "click_net" else kept.features).device.type == "cuda"
     np.testing.assert_allclose(gpu.scores, cpu.scores, atol=0.01)
     assert iou(gpu.masks[cpu.best], cpu.masks[cpu.best]) > 0.98
 
@@ -98,11 +103,15 @@ def test_finetuning_trains_copies_on_the_gpu(on_gpu):
         assert finetune.probability(name, pixels, model).shape == pixels.shape[:2]
 
 
-def test_maskrcnn_and_sam_trainers_take_a_step_on_the_gpu():
+def test_maskrcnn_sam_and_click_trainers_take_a_step_on_the_gpu():
     detector = registry.build_model("maskrcnn").cuda().train()
     losses = DetectionLosses(detector)(to_device(scene_batch(0, 2)[0], torch.device("cuda")))
     assert all(torch.isfinite(v) for v in losses.values())
-    trainer = InteractiveTrainer(registry.build_model("sam_tiny").cuda().train())
+    trainer = SamTrainer(registry.build_model("sam_tiny").cuda().train())
     loss = trainer(make_batch(1000))  # a step past the first-click phase: several rounds
+    loss.backward()
+    assert torch.isfinite(loss)
+    clicker = IterativeTrainer(registry.build_model("click_net").cuda().train())
+    loss = clicker(click_batch(2))  # three rounds without gradient, then the trained one
     loss.backward()
     assert torch.isfinite(loss)

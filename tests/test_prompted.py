@@ -13,7 +13,6 @@ from segment_anything.utils.amg import build_all_layer_point_grids as build_poin
 from segdemo import registry
 from segdemo.data.composites import make_composite
 from segdemo.imaging import prepare_image
-from segdemo.models.sam_tiny import config_dict
 from segdemo.tasks.promptable import PreparedState
 from segdemo.tasks.prompted import (
     CLICK_RADIUS,
@@ -25,26 +24,10 @@ from segdemo.tasks.prompted import (
     segment,
     segment_everything,
 )
-from segdemo.train.prompted import InteractiveTrainer, half_precision, make_batch
-from segdemo.weights import WeightsError, save_weights
+from segdemo.train.prompted import InteractiveTrainer, make_batch
+from segdemo.weights import WeightsError
 
 torch.set_num_threads(2)
-
-
-@pytest.fixture(scope="module")
-def random_weights(tmp_path_factory):
-    """A randomly initialised sam_tiny written as its weights file (fp16, as shipped)."""
-    folder = tmp_path_factory.mktemp("weights")
-    torch.manual_seed(0)
-    model = registry.build_model("sam_tiny")
-    save_weights(
-        folder / "sam_tiny.safetensors", half_precision(model), config=config_dict(model.config)
-    )
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("SEGDEMO_WEIGHTS", str(folder))
-        registry.clear_cache()
-        yield folder
-    registry.clear_cache()
 
 
 def photo(index: int = 0, size=(120, 160)) -> np.ndarray:

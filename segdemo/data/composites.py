@@ -191,8 +191,8 @@ def make_composite(
 ) -> Composite:
     """Composite number ``index`` of ``split`` at ``size = (height, width)``.
 
-    ``photos``: the share of fills (background and parts) that are patches of real photos;
-    0 gives the purely synthetic composites.
+    ``photos``: the share of the parts' fills that are patches of real photos (twice that
+    share for the background); 0 gives the purely synthetic composites.
     """
     rng = rng_for(index, split, SPLIT_TAGS)
     h, w = size

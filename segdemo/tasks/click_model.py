@@ -31,6 +31,7 @@ from segdemo.tasks.promptable import Prediction, PreparedState, Prompts
 
 MIN_WINDOW = 0.2  # the zoom-in window's least side, as a share of the image's long side
 BOX_MARGIN = 0.1  # a box window is the box widened by this share of its sides
+REFINE_BELOW = 0.5  # a first click looks again when its zoom-in window is under this share
 
 
 def click_maps(clicks: list[list[Click]], shape: tuple[int, int], radius: float) -> torch.Tensor:
@@ -62,6 +63,10 @@ class Window:
     @property
     def shape(self) -> tuple[int, int]:
         return self.bottom - self.top, self.right - self.left
+
+    @property
+    def area(self) -> int:
+        return (self.bottom - self.top) * (self.right - self.left)
 
     def slices(self) -> tuple[slice, slice]:
         return slice(self.top, self.bottom), slice(self.left, self.right)
@@ -126,8 +131,8 @@ class ClickPrompter:
     design = "early fusion"
     multimask = False
 
-    def __init__(self, net: ClickNet):
-        self.net = net
+    def __init__(self, net: ClickNet, refine_first: bool = True):
+        self.net, self.refine_first = net, refine_first
 
     def prepare(self, pixels: np.ndarray) -> PreparedState:
         began = time.perf_counter()
@@ -141,35 +146,17 @@ class ClickPrompter:
     ) -> Prediction:
         rgb: torch.Tensor = image.value
         size = tuple(rgb.shape[-2:])
+        expand, clicks = self.net.config.expand, _with_box_click(prompts)
         previous = None if feedback is None else np.asarray(feedback, np.float32)
-        window = focus_window(
-            None if previous is None else previous > 0.5, prompts, size, self.net.config.expand
-        )
-        (rows, cols), (wh, ww) = window.slices(), window.shape
-        scale = self.net.config.working_size / max(wh, ww)
-        shape = (max(1, round(wh * scale)), max(1, round(ww * scale)))
-        sy, sx = shape[0] / wh, shape[1] / ww
-        clicks = [
-            Click(
-                (c.x + 0.5 - window.left) * sx - 0.5,
-                (c.y + 0.5 - window.top) * sy - 0.5,
-                c.positive,
-            )
-            for c in _with_box_click(prompts)
-        ]
         before = np.zeros(size, np.float32) if previous is None else previous
-        device = rgb.device
-        inputs = torch.cat(
-            [
-                _resized(rgb[..., rows, cols], shape),
-                click_maps([clicks], shape, self.net.config.click_radius).to(device),
-                _resized(torch.from_numpy(before[rows, cols])[None, None].to(device), shape),
-            ],
-            1,
-        )
-        logits = _resized(self.net(inputs), (wh, ww))
-        probability = before.copy()
-        probability[rows, cols] = torch.sigmoid(logits)[0, 0].float().cpu().numpy()
+        window = focus_window(None if previous is None else previous > 0.5, prompts, size, expand)
+        probability = self._run(rgb, window, clicks, before)
+        if previous is None and prompts.box is None and self.refine_first:
+            # A first click sees the whole image, where a small object is a few pixels:
+            # look again, as the next click would, at the window around the first answer.
+            closer = focus_window(probability > 0.5, prompts, size, expand)
+            if closer.area < REFINE_BELOW * window.area:
+                probability = self._run(rgb, closer, clicks, probability)
         if prompts.box is not None:  # a box says: nothing outside me
             x0, y0, x1, y1 = prompts.box
             outside = np.ones(size, bool)
@@ -180,6 +167,37 @@ class ClickPrompter:
         mask = probability > 0.5
         score = np.array([self_estimated_iou(probability, mask)], np.float32)
         return Prediction(mask[None], score, (probability,))
+
+    def _run(
+        self, rgb: torch.Tensor, window: Window, clicks: list[Click], before: np.ndarray
+    ) -> np.ndarray:
+        """The network on ``window`` at the working size; its probabilities pasted into a
+        copy of ``before`` (``HxW float32``, the previous full-size map)."""
+        (rows, cols), (wh, ww) = window.slices(), window.shape
+        scale = self.net.config.working_size / max(wh, ww)
+        shape = (max(1, round(wh * scale)), max(1, round(ww * scale)))
+        sy, sx = shape[0] / wh, shape[1] / ww
+        local = [  # pixel centres map onto pixel centres
+            Click(
+                (c.x + 0.5 - window.left) * sx - 0.5,
+                (c.y + 0.5 - window.top) * sy - 0.5,
+                c.positive,
+            )
+            for c in clicks
+        ]
+        device = rgb.device
+        inputs = torch.cat(
+            [
+                _resized(rgb[..., rows, cols], shape),
+                click_maps([local], shape, self.net.config.click_radius).to(device),
+                _resized(torch.from_numpy(before[rows, cols])[None, None].to(device), shape),
+            ],
+            1,
+        )
+        logits = _resized(self.net(inputs), (wh, ww))
+        probability = before.copy()
+        probability[rows, cols] = torch.sigmoid(logits)[0, 0].float().cpu().numpy()
+        return probability
 
 
 def _resized(x: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:

@@ -13,12 +13,12 @@ model meets the many-click states of a long session without playing them all; th
 clicks, each in the current error region (``clicks.sample_click``), with the model's own
 prediction fed back as the previous-mask channel. These rounds run without gradients. The
 loss (binary cross-entropy plus Dice) is taken on the final round only, so a step costs one
-backward pass however many clicks it played.
+backward pass however many clicks it played. Nearly a third of the samples stop at the first
+click on an empty mask, the state every session starts in.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,13 +29,17 @@ from torch import nn
 from segdemo.clicks import Click, distance_to_boundary, sample_click
 from segdemo.data.photo_textures import SOURCE as PHOTO_SOURCE
 from segdemo.models.click_net import ClickNet, config_dict
-from segdemo.prompted_eval import procedural_prompted_validation
-from segdemo.registry import build_model
 from segdemo.tasks.click_model import ClickPrompter, click_maps
 from segdemo.tasks.common import batch_to_tensor
-from segdemo.train.loop import Run, fit
-from segdemo.train.prompted import SOURCES, candidates, mask_losses, pick_targets
-from segdemo.weights import save_weights
+from segdemo.train.loop import Run
+from segdemo.train.prompted import (
+    SOURCES,
+    Interactive,
+    candidates,
+    mask_losses,
+    pick_targets,
+    train_interactive,
+)
 
 
 @dataclass(frozen=True)
@@ -50,7 +54,8 @@ class Recipe:
     source_size: int = 320  # generated images, cropped and resized to ``size``
     source_odds: tuple[float, float, float] = (0.7, 0.15, 0.15)  # composites, flowers, scenes
     photos: float = 0.3  # share of the composites' part fills that are photo patches
-    full_view: float = 0.35  # share of views that show the whole image
+    full_view: float = 0.45  # share of views that show the whole image
+    first_only: float = 0.3  # share of samples trained on the first click alone
     expand: tuple[float, float] = (1.2, 2.6)  # zoom-in views: box around the target × this
     extra_clicks: int = 3  # clicks played without gradient before the trained one (0..this)
     scattered_clicks: float = 3.0  # mean number of clicks drawn from the truth alone
@@ -88,6 +93,7 @@ class Batch:
     targets: np.ndarray
     extra_clicks: int
     scattered: float  # mean number of scattered clicks per sample
+    first_only: np.ndarray  # B bool: samples that see only their first click, no mask
     seed: int
 
 
@@ -114,6 +120,7 @@ def make_batch(step: int, recipe: Recipe = RECIPE) -> Batch:
         targets=np.stack(targets[:count]),
         extra_clicks=int(rng.integers(0, recipe.extra_clicks + 1)),
         scattered=recipe.scattered_clicks,
+        first_only=rng.uniform(size=count) < recipe.first_only,
         seed=step,
     )
 
@@ -149,70 +156,50 @@ class IterativeTrainer(nn.Module):
 
     def forward(self, batch: Batch) -> torch.Tensor:
         net, rng = self.net, np.random.default_rng([22, batch.seed])
-        truth = batch.targets
-        rgb = net.normalise(batch.images)
+        truth, device = batch.targets, net.mean.device
+        rgb = net.normalise(batch.images.to(device))
+        # The first click alone, on an empty mask, is the state every session starts in and
+        # the hardest one (nothing says how far the object reaches): a share of the samples
+        # trains on it alone, the others go on to more clicks.
+        first_only = batch.first_only
         clicks = [
-            [sample_click(rng, t, None), *scattered_clicks(rng, t, batch.scattered)] for t in truth
+            [
+                sample_click(rng, t, None),
+                *([] if alone else scattered_clicks(rng, t, batch.scattered)),
+            ]
+            for t, alone in zip(truth, first_only, strict=True)
         ]
-        previous = torch.zeros(len(truth), 1, *truth.shape[-2:])
+        previous = torch.zeros(len(truth), 1, *truth.shape[-2:], device=device)
+        keep = torch.from_numpy(~first_only).float()[:, None, None, None].to(device)
         radius = net.config.click_radius
         for _ in range(batch.extra_clicks):
             with torch.no_grad():
-                maps = click_maps(clicks, truth.shape[-2:], radius)
+                maps = click_maps(clicks, truth.shape[-2:], radius).to(device)
                 logits = net(torch.cat([rgb, maps, previous], 1))
-                previous = torch.sigmoid(logits)
-            predicted = (logits[:, 0] > 0).numpy()
-            for k in range(len(truth)):
+                previous = torch.sigmoid(logits) * keep
+            predicted = (logits[:, 0] > 0).cpu().numpy()
+            for k in np.flatnonzero(~first_only):
                 click = sample_click(rng, truth[k], predicted[k])
                 clicks[k] += [click] if click is not None else []
-        logits = net(torch.cat([rgb, click_maps(clicks, truth.shape[-2:], radius), previous], 1))
-        loss, _ = mask_losses(logits, torch.from_numpy(truth).float())
+        maps = click_maps(clicks, truth.shape[-2:], radius).to(device)
+        logits = net(torch.cat([rgb, maps, previous], 1))
+        loss, _ = mask_losses(logits, torch.from_numpy(truth).float().to(device))
         return loss.mean()
 
 
 def train(name: str, run: Run) -> dict:
     """Train ``click_net`` from scratch (or resume), validate it, and write its weights file."""
-    recipe = RECIPE
-    settings = run.settings(
-        recipe.steps, recipe.lr, weight_decay=recipe.weight_decay, warmup=recipe.warmup
+    parts = Interactive(
+        trainer=IterativeTrainer,
+        batch=make_batch,
+        prompter=ClickPrompter,
+        shipped=lambda net: net,
+        config=config_dict,
     )
-    torch.manual_seed(run.seed)
-    net = build_model(name)
-    began = time.perf_counter()
-    timing = fit(
-        name,
-        IterativeTrainer(net),
-        lambda step: (make_batch(step), None),
-        _loss_is_output,
-        settings,
-    )
-    net.eval()
-    metrics = procedural_prompted_validation(ClickPrompter(net))
-    metrics.update(timing, steps=settings.steps, wall_seconds=round(time.perf_counter() - began))
-    path = save_weights(
-        run.weights_path(name),
-        net.cpu(),
-        config=config_dict(net.config),
-        classes=["object"],
-        train_command=run.command(name),
-        data={
-            "description": "procedural composites (a share of fills are patches of photos "
-            "without masks), flowers and street scenes with simulated clicks (fresh every step)",
-            "generators": [
-                "segdemo.data.composites.make_composite",
-                "segdemo.data.flowers.make_flowers",
-                "segdemo.data.scenes.make_scene",
-            ],
-            "photo_textures": PHOTO_SOURCE,
-            "train_split": "train",
-            "size": recipe.size,
-            "seed": run.seed,
-        },
-        metrics=metrics,
-    )
-    print(f"wrote {path}: {metrics}")
-    return metrics
-
-
-def _loss_is_output(loss: torch.Tensor, _targets) -> torch.Tensor:
-    return loss
+    data = {
+        "description": "procedural composites (a share of fills are patches of photos "
+        "without masks), flowers and street scenes with simulated clicks (fresh every step)",
+        "photo_textures": PHOTO_SOURCE,
+        "size": RECIPE.size,
+    }
+    return train_interactive(name, run, RECIPE, parts, data)

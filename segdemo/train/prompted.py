@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -320,42 +321,73 @@ class InteractiveTrainer(nn.Module):
         return loss
 
 
-def train(name: str, run: Run) -> dict:
-    """Train ``sam_tiny`` from scratch (or resume), validate it, and write its weights file."""
-    recipe = RECIPE
+GENERATORS = [
+    "segdemo.data.composites.make_composite",
+    "segdemo.data.flowers.make_flowers",
+    "segdemo.data.scenes.make_scene",
+]
+
+
+@dataclass(frozen=True)
+class Interactive:
+    """What differs between the trainers of promptable models: the simulated user (a module
+    whose forward plays it on a batch and returns the loss), the data, the prompter that
+    validates the result, the copy that is shipped, and the config to rebuild it."""
+
+    trainer: Callable[[nn.Module], nn.Module]
+    batch: Callable[[int], object]
+    prompter: Callable[[nn.Module], object]
+    shipped: Callable[[nn.Module], nn.Module]
+    config: Callable[[object], dict]
+
+
+def train_interactive(name: str, run: Run, recipe, parts: Interactive, data: dict) -> dict:
+    """Train a promptable model from scratch (or resume), validate it with the click protocol
+    on fresh procedural images, and write its weights file with ``data`` as its data record."""
     settings = run.settings(
         recipe.steps, recipe.lr, weight_decay=recipe.weight_decay, warmup=recipe.warmup
     )
     torch.manual_seed(run.seed)
     model = build_model(name)
     began = time.perf_counter()
-    trainer = InteractiveTrainer(model, recipe.grouping)
-    timing = fit(name, trainer, lambda step: (make_batch(step), None), _loss_is_output, settings)
+    timing = fit(
+        name,
+        parts.trainer(model),
+        lambda step: (parts.batch(step), None),
+        _loss_is_output,
+        settings,
+    )
     model.eval()
-    metrics = procedural_prompted_validation(SamPrompter(model))
+    metrics = procedural_prompted_validation(parts.prompter(model))
     metrics.update(timing, steps=settings.steps, wall_seconds=round(time.perf_counter() - began))
     path = save_weights(
         run.weights_path(name),
-        half_precision(model.cpu()),
-        config=config_dict(model.config),
+        parts.shipped(model.cpu()),
+        config=parts.config(model.config),
         classes=["object"],
         train_command=run.command(name),
-        data={
-            "description": "procedural composites, flowers and street scenes with simulated "
-            "clicks and boxes (fresh every step)",
-            "generators": [
-                "segdemo.data.composites.make_composite",
-                "segdemo.data.flowers.make_flowers",
-                "segdemo.data.scenes.make_scene",
-            ],
-            "train_split": "train",
-            "sizes": list(recipe.sizes),
-            "seed": run.seed,
-        },
+        data={"generators": GENERATORS, "train_split": "train", **data, "seed": run.seed},
         metrics=metrics,
     )
     print(f"wrote {path}: {metrics}")
     return metrics
+
+
+def train(name: str, run: Run) -> dict:
+    """Train ``sam_tiny`` from scratch (or resume), validate it, and write its weights file."""
+    parts = Interactive(
+        trainer=lambda model: InteractiveTrainer(model, RECIPE.grouping),
+        batch=make_batch,
+        prompter=SamPrompter,
+        shipped=half_precision,
+        config=config_dict,
+    )
+    data = {
+        "description": "procedural composites, flowers and street scenes with simulated "
+        "clicks and boxes (fresh every step)",
+        "sizes": list(RECIPE.sizes),
+    }
+    return train_interactive(name, run, RECIPE, parts, data)
 
 
 def _loss_is_output(loss: torch.Tensor, _targets) -> torch.Tensor:
