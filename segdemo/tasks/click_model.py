@@ -31,7 +31,6 @@ from segdemo.tasks.promptable import Prediction, PreparedState, Prompts
 
 MIN_WINDOW = 0.2  # the zoom-in window's least side, as a share of the image's long side
 BOX_MARGIN = 0.1  # a box window is the box widened by this share of its sides
-REFINE_BELOW = 0.5  # a first click looks again when its zoom-in window is under this share
 
 
 def click_maps(clicks: list[list[Click]], shape: tuple[int, int], radius: float) -> torch.Tensor:
@@ -63,10 +62,6 @@ class Window:
     @property
     def shape(self) -> tuple[int, int]:
         return self.bottom - self.top, self.right - self.left
-
-    @property
-    def area(self) -> int:
-        return (self.bottom - self.top) * (self.right - self.left)
 
     def slices(self) -> tuple[slice, slice]:
         return slice(self.top, self.bottom), slice(self.left, self.right)
@@ -131,8 +126,8 @@ class ClickPrompter:
     design = "early fusion"
     multimask = False
 
-    def __init__(self, net: ClickNet, refine_first: bool = True):
-        self.net, self.refine_first = net, refine_first
+    def __init__(self, net: ClickNet):
+        self.net = net
 
     def prepare(self, pixels: np.ndarray) -> PreparedState:
         began = time.perf_counter()
@@ -151,12 +146,6 @@ class ClickPrompter:
         before = np.zeros(size, np.float32) if previous is None else previous
         window = focus_window(None if previous is None else previous > 0.5, prompts, size, expand)
         probability = self._run(rgb, window, clicks, before)
-        if previous is None and prompts.box is None and self.refine_first:
-            # A first click sees the whole image, where a small object is a few pixels:
-            # look again, as the next click would, at the window around the first answer.
-            closer = focus_window(probability > 0.5, prompts, size, expand)
-            if closer.area < REFINE_BELOW * window.area:
-                probability = self._run(rgb, closer, clicks, probability)
         if prompts.box is not None:  # a box says: nothing outside me
             x0, y0, x1, y1 = prompts.box
             outside = np.ones(size, bool)

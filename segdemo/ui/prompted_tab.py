@@ -66,9 +66,13 @@ was missed; the previous mask goes back into the model each time. A box becomes 
 the model looks at (with a click at its centre), and nothing outside it is in the mask. The
 spot you click always keeps the label you gave it.
 
-Both small models here were trained from scratch on generated pictures only; the README has
-their measured clicks-to-90%-IoU on real photos. The official SAM checkpoints, which learned
-from 11 million photos, follow object boundaries far better.
+**What that buys here.** Both small models were trained from scratch on generated pictures
+only. On 160 real photos (COCO MVal), reaching 90% IoU takes on average 18.5 of 20 clicks
+with `click_net` and 19.4 with `sam_tiny`; a classical random walker seeded with the same
+clicks needs 14.4, so neither has learned to find a photo's objects yet: a first click gives
+a blob of about the same size on any object. A `click_net` click costs about 30 ms (the whole
+network, every click), a `sam_tiny` click about 30 ms after a 74 ms embedding. The official
+SAM checkpoints, which learned from 11 million photos, follow object boundaries far better.
 """
 
 
