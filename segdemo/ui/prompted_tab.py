@@ -342,7 +342,7 @@ def build_tab(label_targets: list[list[gr.components.Component]] = ()) -> None:
                 )
                 status = gr.Markdown(elem_id="prompted-status")
                 gallery = gr.Gallery(
-                    label="Masks for a single click (predicted IoU); click one to choose it",
+                    label="Masks for a single click (estimated IoU); click one to choose it",
                     columns=3,
                     height=200,
                     allow_preview=False,
