@@ -310,8 +310,8 @@ def segment_everything(
 
 
 def _sam_everything(prompter: SamPrompter, image, prepared, points_per_side, progress):
-    """``SamAutomaticMaskGenerator`` on the cached embedding (its own ``set_image`` replaced
-    on its private predictor, valid because it runs on the whole image, without crops)."""
+    """``SamAutomaticMaskGenerator`` on the cached embedding (its predictor's ``set_image``
+    made a no-op, valid because it runs on the whole image, without crops)."""
     batch = 16  # masks of a batch are decoded at the working size: keep memory small
     generator = SamAutomaticMaskGenerator(
         prompter.model,
@@ -321,14 +321,9 @@ def _sam_everything(prompter: SamPrompter, image, prepared, points_per_side, pro
         stability_score_thresh=EVERYTHING_MIN_STABILITY,
         crop_n_layers=0,
     )
-    cached, predictor = prompter.predictor(image), generator.predictor
-
-    def set_image(pixels: np.ndarray, image_format: str = "RGB") -> None:
-        predictor.features = cached.features
-        predictor.input_size, predictor.original_size = cached.input_size, cached.original_size
-        predictor.is_image_set = True
-
-    predictor.set_image = set_image
+    # The generator's predictor becomes one around the cached embedding, whose image is set.
+    predictor = generator.predictor = prompter.predictor(image)
+    predictor.set_image = lambda pixels, image_format="RGB": None
     total, done, best = math.ceil(points_per_side**2 / batch), [0], [0.0]
     decode = predictor.predict_torch
 

@@ -92,7 +92,6 @@ class Batch:
     images: torch.Tensor
     targets: np.ndarray
     extra_clicks: int
-    scattered: float  # mean number of scattered clicks per sample
     first_only: np.ndarray  # B bool: samples that see only their first click, no mask
     seed: int
 
@@ -119,7 +118,6 @@ def make_batch(step: int, recipe: Recipe = RECIPE) -> Batch:
         images=batch_to_tensor(images[:count]),
         targets=np.stack(targets[:count]),
         extra_clicks=int(rng.integers(0, recipe.extra_clicks + 1)),
-        scattered=recipe.scattered_clicks,
         first_only=rng.uniform(size=count) < recipe.first_only,
         seed=step,
     )
@@ -150,9 +148,9 @@ def scattered_clicks(rng: np.random.Generator, truth: np.ndarray, mean: float) -
 class IterativeTrainer(nn.Module):
     """Wraps a ``ClickNet``; ``forward(batch)`` plays the simulated user, returns the loss."""
 
-    def __init__(self, net: ClickNet):
+    def __init__(self, net: ClickNet, scattered: float = RECIPE.scattered_clicks):
         super().__init__()
-        self.net = net
+        self.net, self.scattered = net, scattered  # mean number of scattered clicks
 
     def forward(self, batch: Batch) -> torch.Tensor:
         net, rng = self.net, np.random.default_rng([22, batch.seed])
@@ -165,7 +163,7 @@ class IterativeTrainer(nn.Module):
         clicks = [
             [
                 sample_click(rng, t, None),
-                *([] if alone else scattered_clicks(rng, t, batch.scattered)),
+                *([] if alone else scattered_clicks(rng, t, self.scattered)),
             ]
             for t, alone in zip(truth, first_only, strict=True)
         ]
