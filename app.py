@@ -32,6 +32,8 @@ model small enough to retrain on a laptop. Upload your own photo or pick an exam
 # Low-resolution maps are shown enlarged with hard pixel edges, so every value stays visible.
 CSS = """
 .pixelated img { image-rendering: pixelated; width: 100%; height: 100%; object-fit: contain; }
+/* The prompted tab's details while they belong to an older mask than the one on screen. */
+#prompted-details.sd-stale { opacity: 0.45; pointer-events: none; transition: opacity 0.1s; }
 """
 MAX_FILE_SIZE = "25mb"  # uploads above this are refused before they reach a handler
 QUEUE_SIZE = 64  # requests waiting beyond this are turned away with "queue full"

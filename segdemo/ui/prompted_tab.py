@@ -1,7 +1,10 @@
-"""Tab: prompted masks — click, remove, box, undo; the same through /prompt_segment.
+"""Tab: prompted masks — one picture to drop a photo on and click; the same through
+/prompt_segment.
 
-The handlers unpack the gradio values, call one ``prompt_session`` transition, and pack the
-result; the state a handler returns is always a new dict, so a failed call changes nothing.
+The picture (``prompt_picture``) answers clicks itself, beside the queue. The handlers here do
+what may wait for a pause: the three masks with their scores, the cut-out and the mask file,
+a change of model, an example, "segment everything" and the JSON API. Each reads the page's
+picture from ``prompt_picture.STORE`` under the token the picture's value carries.
 """
 
 from __future__ import annotations
@@ -16,32 +19,19 @@ from segdemo import viz
 from segdemo.examples import flower_examples, scene_examples
 from segdemo.imaging import PreparedImage, save_png
 from segdemo.registry import get_spec, is_available, list_models
-from segdemo.tasks import prompt_session
-from segdemo.tasks.prompt_session import (
-    PromptSession,
-    Step,
-    box,
-    parse_prompts,
-    point,
-    replay,
-)
-from segdemo.tasks.prompted import EVERYTHING_MIN_IOU, embed, segment_everything
+from segdemo.tasks.prompt_session import PromptSession, Step, parse_prompts, replay
+from segdemo.tasks.prompted import EVERYTHING_MIN_IOU, segment_everything
+from segdemo.ui import prompt_picture
 from segdemo.ui.common import (
-    image_input,
     load_input,
-    notes_markdown,
     queue_group,
     result_image,
     to_uint8_mask,
     user_errors,
 )
+from segdemo.ui.prompt_picture import STORE, PictureError, checked_token, view
 
-DEFAULT_MODEL = "click_net"
-MODES = [
-    ("Add (positive point)", "add"),
-    ("Remove (negative point)", "remove"),
-    ("Box (click two corners)", "box"),
-]
+DEFAULT_MODEL = prompt_picture.DEFAULT_MODEL
 POSITIVE, NEGATIVE, BOX = (40, 220, 90), (235, 50, 50), (255, 215, 0)
 
 EXPLANATION = """
@@ -89,24 +79,13 @@ def model_choices() -> list[tuple[str, str]]:
     return choices
 
 
-def new_state(prepared: PreparedImage | None = None, model: str = DEFAULT_MODEL) -> dict:
-    """Per-user state: the image, the prompt session on it, and a half-drawn box's corner."""
-    return {"prepared": prepared, "session": PromptSession(model), "corner": None}
-
-
-def _with(state: dict, **changes) -> dict:
-    """A new state dict: a handler never changes the one it was given, so a failed model
-    call leaves the user's state as it was."""
-    return {**state, **changes}
-
-
 def _key(request: gr.Request | None) -> str:
     # Browser and gradio_client calls both carry a session hash; anything else gets a private
     # key of its own, so nothing is ever shared by accident.
     return getattr(request, "session_hash", None) or f"anonymous-{uuid.uuid4().hex}"
 
 
-def _draw(prepared: PreparedImage, session: PromptSession, corner=None) -> np.ndarray:
+def _draw(prepared: PreparedImage, session: PromptSession) -> np.ndarray:
     """The working image with the chosen mask, its outline, the points and the box."""
     picture = prepared.pixels
     if session.current is not None:
@@ -123,9 +102,6 @@ def _draw(prepared: PreparedImage, session: PromptSession, corner=None) -> np.nd
         else:
             corners = prepared.to_working(np.reshape(prompt["box"], (2, 2)))
             draw.rectangle(tuple(corners.ravel()), outline=BOX, width=max(2, r // 2))
-    if corner is not None:
-        ((x, y),) = prepared.to_working([corner])
-        draw.rectangle((x - r, y - r, x + r, y + r), outline=BOX, width=2)
     return np.asarray(canvas)
 
 
@@ -144,112 +120,69 @@ def _thumbnails(prepared: PreparedImage, step: Step | None) -> list[tuple[np.nda
     return items
 
 
-def _outputs(state: dict, note: str = ""):
-    """(state, canvas, masks gallery, cut-out, mask file, status, prompts JSON, box JSON)."""
-    prepared: PreparedImage | None = state["prepared"]
-    if prepared is None:
-        return state, None, [], None, None, note, "", ""
-    session: PromptSession = state["session"]
-    step = session.current
-    cutout = mask_file = None
-    lines = [note] if note else []
-    if step is not None:
-        cutout = np.dstack([prepared.pixels, to_uint8_mask(step.mask)])
-        mask_file = save_png(to_uint8_mask(prepared.mask_to_original(step.mask)), "prompt-mask")
-        lines.append(
-            f"**{len(session.prompts)} prompt(s)** · `{session.model}` {1000 * step.seconds:.0f} ms"
-            f" · mask {step.chosen + 1} of {len(step.masks)}, estimated IoU "
-            f"{step.scores[step.chosen]:.2f} · {int(step.mask.sum()):,} pixels at working size"
-        )
-    if state["corner"] is not None:
-        lines.append("Box: first corner set; click the opposite corner.")
-    lines.append(notes_markdown(prepared))
+def _token(value) -> str:
+    try:
+        return checked_token(value)
+    except PictureError as err:
+        raise gr.Error(str(err)) from err
+
+
+def details(value):
+    """(masks gallery, cut-out, mask file, status, prompts JSON, photo file, version) of the
+    page's current mask: what the page asks for once its clicks pause."""
+    token = _token(value)
+    picture = STORE.get(token)
+    step = picture.session.current
+    status = prompt_picture.status_line(picture)
+    notes = prompt_picture.notes(picture)
+    if step is None:
+        return [], None, None, f"{status}\n\n{notes}", "", picture.source, picture.version
+    mask = to_uint8_mask(prompt_picture.original_mask(picture))
     return (
-        state,
-        _draw(prepared, session, state["corner"]),
-        _thumbnails(prepared, step),
-        cutout,
-        mask_file,
-        "\n\n".join(line for line in lines if line),
-        session.to_json() if session.prompts else "",
-        "",
+        _thumbnails(picture.prepared, step),
+        prompt_picture.cutout(picture),
+        save_png(mask, "prompt-mask"),
+        f"**{status}** · mask {step.chosen + 1} of {len(step.masks)}\n\n{notes}",
+        picture.session.to_json(),
+        picture.source,
+        picture.version,
     )
 
 
 @user_errors
-def load_image(image_path, model_name: str, request: gr.Request):
-    """A new image: prepare it for the model now (so clicks answer at once), no prompts."""
-    if image_path is None:
-        return _outputs(new_state(model=model_name))
-    state = new_state(load_input(image_path), model_name)
-    kept = embed(state["prepared"], model_name, _key(request))
-    note = f"Image prepared by `{model_name}` in {1000 * kept.seconds:.0f} ms. Click on it."
-    return _outputs(state, note)
-
-
-def _require_image(state: dict) -> PreparedImage:
-    if state["prepared"] is None:
-        raise gr.Error("Upload an image or pick an example first.")
-    return state["prepared"]
+def load_example(path, value):
+    """An example picked below the picture: opened as an upload would be."""
+    token = _token(value)
+    picture = STORE.update(token, lambda p: prompt_picture.open_image(p, path, token))
+    return view(picture, token, with_photo=True)
 
 
 @user_errors
-def add_prompt(state: dict, mode: str, model_name: str, evt: gr.SelectData, request: gr.Request):
-    """A click on the image: a point, or one corner of a box, in the chosen mode."""
-    prepared = _require_image(state)
-    ((x, y),) = prepared.to_original([evt.index])  # the canvas shows the working-size image
-    x = float(np.clip(x, 0, prepared.original_size[1] - 1))
-    y = float(np.clip(y, 0, prepared.original_size[0] - 1))
-    if mode == "box" and state["corner"] is None:
-        return _outputs(_with(state, corner=[x, y]))
-    prompt = box(*state["corner"], x, y) if mode == "box" else point(x, y, mode == "add")
-    session: PromptSession = state["session"]
-    if session.model != model_name:
-        session = prompt_session.change_model(session, prepared, model_name, _key(request))
-    session = prompt_session.click(session, prepared, prompt, _key(request))
-    return _outputs(_with(state, session=session, corner=None))
-
-
-def undo(state: dict):
-    """Take back the last prompt (or a half-drawn box) and show the mask from before it."""
-    if state["corner"] is not None:
-        return _outputs(_with(state, corner=None))
-    return _outputs(_with(state, session=prompt_session.undo(state["session"])))
-
-
-def clear(state: dict):
-    """Forget every prompt of the current image (what the model keeps per image stays cached)."""
-    return _outputs(_with(state, session=prompt_session.clear(state["session"]), corner=None))
-
-
-@user_errors
-def change_model(state: dict, model_name: str, request: gr.Request):
+def change_model(value, model_name: str):
     """Prepare the image for the chosen model and replay the current prompts with it."""
-    if state["prepared"] is None:
-        return _outputs(_with(state, session=PromptSession(model_name)))
-    kept = embed(state["prepared"], model_name, _key(request))
-    session = prompt_session.change_model(
-        state["session"], state["prepared"], model_name, _key(request)
-    )
-    note = f"`{model_name}` prepared the image in {1000 * kept.seconds:.0f} ms."
-    return _outputs(_with(state, session=session), note)
+    token = _token(value)
+    picture = STORE.update(token, lambda p: prompt_picture.change_model(p, model_name, token))
+    return view(picture, token)
 
 
 @user_errors
-def choose_mask(state: dict, evt: gr.SelectData):
+def choose_mask(value, evt: gr.SelectData):
     """Pick one of the masks of a single click."""
-    return _outputs(_with(state, session=prompt_session.choose(state["session"], int(evt.index))))
+    token = _token(value)
+    picture = STORE.update(token, lambda p: prompt_picture.choose(p, int(evt.index), token))
+    return view(picture, token), *details(value)
 
 
 @user_errors
-def everything(state: dict, model_name: str, request: gr.Request, progress=gr.Progress()):  # noqa: B008
+def everything(value, model_name: str, progress=gr.Progress()):  # noqa: B008
     """Every object the model is sure of, from a grid of single-point prompts."""
-    prepared = _require_image(state)
+    token = _token(value)
+    prepared = prompt_picture.require_image(STORE.get(token))
     progress(0.0, desc="preparing the image")
     result = segment_everything(
         prepared,
         model_name,
-        _key(request),
+        token,
         progress=lambda f: progress(f, desc="prompting a grid of points"),
     )
     rng = np.random.default_rng(0)
@@ -303,109 +236,105 @@ def prompt_segment(
     return _draw(prepared, session), files, details
 
 
-def send_as_label(image_path, mask_path, targets: int):
+def send_as_label(value, targets: int):
     """The photo and its current mask, for the "train on this image" sections of other tabs:
     per target tab its photo, its opened section, its mask label."""
-    if image_path is None or mask_path is None:
+    picture = STORE.get(_token(value))
+    if picture.source is None or picture.session.current is None:
         raise gr.Error("Upload an image and click on it first: there is no mask to send.")
+    mask = save_png(to_uint8_mask(prompt_picture.original_mask(picture)), "prompt-mask")
     gr.Info("The mask is now the label in tabs 1 and 2: open one and press Fine-tune.")
-    return [image_path, gr.Accordion(open=True), mask_path] * targets
+    return [picture.source, gr.Accordion(open=True), mask] * targets
 
 
 def build_tab(label_targets: list[list[gr.components.Component]] = ()) -> None:
     """The tab; ``label_targets`` are other tabs' ``[photo, section, mask label]`` to which a
     button sends this tab's photo and mask (the "train on this image" sections)."""
     with gr.Tab("Prompted masks (SAM-style)", id="prompted", elem_id="prompted-tab"):
-        state = gr.State(new_state())
         with gr.Row():
-            with gr.Column(scale=2):
-                image = image_input("Image (upload, then click on the picture at the right)")
-                examples = gr.Examples(
-                    flower_examples() + scene_examples(), inputs=[image], label="Examples"
-                )
-                model = gr.Dropdown(model_choices(), value=DEFAULT_MODEL, label="Model")
-                mode = gr.Radio(
-                    MODES, value="add", label="A click on the image will", elem_id="prompted-mode"
-                )
-                with gr.Row():
-                    undo_button = gr.Button("Undo last prompt")
-                    clear_button = gr.Button("Clear all")
-                gr.Markdown(EXPLANATION)
             with gr.Column(scale=3):
-                canvas = gr.Image(
-                    label="Click here: green = positive, red = negative, yellow = box",
-                    type="numpy",
-                    format="png",
-                    interactive=False,
-                    height=480,
-                    elem_id="prompted-canvas",
+                picture = prompt_picture.picture_component(elem_id="prompted-picture")
+                # Holds the photo for the JSON API and the examples; the page shows the picture.
+                photo_file = gr.Image(type="filepath", visible=False)
+                examples = gr.Examples(
+                    flower_examples() + scene_examples(), inputs=[photo_file], label="Examples"
                 )
-                status = gr.Markdown(elem_id="prompted-status")
-                gallery = gr.Gallery(
-                    label="Masks for a single click (estimated IoU); click one to choose it",
-                    columns=3,
-                    height=200,
-                    allow_preview=False,
-                )
-                with gr.Row():
-                    cutout = result_image("Cut-out (transparent PNG)", height=240)
-                    mask_file = gr.File(label="Binary mask, original size (PNG)")
+            with gr.Column(scale=2):
+                model = gr.Dropdown(model_choices(), value=DEFAULT_MODEL, label="Model")
+                with gr.Group(elem_id="prompted-details"):
+                    status = gr.Markdown(elem_id="prompted-status")
+                    gallery = gr.Gallery(
+                        label="Masks for a single click (estimated IoU); click one to choose it",
+                        columns=3,
+                        height=200,
+                        allow_preview=False,
+                    )
+                    with gr.Row():
+                        cutout = result_image("Cut-out (transparent PNG)", height=200)
+                        mask_file = gr.File(label="Binary mask, original size (PNG)")
+                    details_version = gr.Number(visible=False, elem_id="prompted-version")
                 if label_targets:
                     send = gr.Button("Train tabs 1 and 2 on this mask (Train on this image)")
-                with gr.Accordion("Segment everything", open=False):
-                    everything_button = gr.Button("Segment everything", variant="primary")
-                    everything_image = result_image("Automatic masks")
-                    everything_note = gr.Markdown()
-                with gr.Accordion("Prompts as JSON: the /prompt_segment API", open=False):
-                    gr.Markdown(
-                        "Clicks above fill the first box with the prompts in click order, in "
-                        "original-image pixels. The button sends them, with the image, to "
-                        "`/prompt_segment` — what `gradio_client` calls, since it cannot "
-                        "click — which replays them as clicks: the same masks come back."
-                    )
-                    points_json = gr.Textbox(
-                        label="points [[x, y, label], ...] (1 = positive), or prompt objects"
-                    )
-                    box_json = gr.Textbox(label="box [x0, y0, x1, y1] (replayed first), or empty")
-                    multimask = gr.Checkbox(value=True, label="three masks (multimask)")
-                    run_json = gr.Button("Segment from JSON")
-                    api_picture = result_image("Best mask and prompts")
-                    api_files = gr.File(label="Masks (PNG, original size)", file_count="multiple")
-                    api_details = gr.JSON(label="Scores")
+                gr.Markdown(EXPLANATION)
+        with gr.Accordion("Segment everything", open=False):
+            everything_button = gr.Button("Segment everything", variant="primary")
+            everything_image = result_image("Automatic masks")
+            everything_note = gr.Markdown()
+        with gr.Accordion("Prompts as JSON: the /prompt_segment API", open=False):
+            gr.Markdown(
+                "Clicks on the picture fill the first box with the prompts in click order, in "
+                "original-image pixels. The button sends them, with the photo, to "
+                "`/prompt_segment` — what `gradio_client` calls, since it cannot click — "
+                "which replays them as clicks: the same masks come back."
+            )
+            points_json = gr.Textbox(
+                label="points [[x, y, label], ...] (1 = positive), or prompt objects"
+            )
+            box_json = gr.Textbox(label="box [x0, y0, x1, y1] (replayed first), or empty")
+            multimask = gr.Checkbox(value=True, label="three masks (multimask)")
+            run_json = gr.Button("Segment from JSON")
+            api_picture = result_image("Best mask and prompts")
+            api_files = gr.File(label="Masks (PNG, original size)", file_count="multiple")
+            api_details = gr.JSON(label="Scores")
 
-        outputs = [state, canvas, gallery, cutout, mask_file, status, points_json, box_json]
         private = {"api_visibility": "private"}
-        embed_group, click_group = queue_group("sam_embed"), queue_group("sam_click")
-        image.upload(load_image, [image, model], outputs, **private, **embed_group)
-        image.clear(lambda name: _outputs(new_state(model=name)), [model], outputs, **private)
-        examples.load_input_event.then(
-            load_image, [image, model], outputs, **private, **embed_group
+        shown = [gallery, cutout, mask_file, status, points_json, photo_file, details_version]
+        # Once the page's details are those of the mask on screen, they are no longer stale.
+        fresh = (
+            "(version) => { const p = document.querySelector('#prompted-picture .sd-picture');"
+            " if (p && p.dataset.version === String(version)) document.getElementById("
+            "'prompted-details').classList.remove('sd-stale'); }"
         )
-        model.change(change_model, [state, model], outputs, **private, **embed_group)
+        picture.input(details, [picture], shown, trigger_mode="always_last", **private).then(
+            None, [details_version], None, js=fresh, **private
+        )
+        picture.select(
+            prompt_picture.queued, [picture], [picture], **private, **queue_group("sam_click")
+        )
+        embed_group = queue_group("sam_embed")
+        examples.load_input_event.then(
+            load_example, [photo_file, picture], [picture], **private, **embed_group
+        )
+        model.change(change_model, [picture, model], [picture], **private, **embed_group)
+        gallery.select(choose_mask, [picture], [picture, *shown], **private)
         everything_button.click(
             everything,
-            [state, model],
+            [picture, model],
             [everything_image, everything_note],
             **private,
             **embed_group,
         )
-        canvas.select(add_prompt, [state, mode, model], outputs, **private, **click_group)
-        undo_button.click(undo, [state], outputs, **private)
-        clear_button.click(clear, [state], outputs, **private)
-        gallery.select(choose_mask, [state], outputs, **private)
         if label_targets:
             send.click(
-                lambda image_path, mask_path: send_as_label(
-                    image_path, mask_path, len(label_targets)
-                ),
-                [image, mask_file],
+                lambda value: send_as_label(value, len(label_targets)),
+                [picture],
                 [component for target in label_targets for component in target],
                 **private,
             )
         run_json.click(
             prompt_segment,
-            [image, points_json, box_json, model, multimask],
+            [photo_file, points_json, box_json, model, multimask],
             [api_picture, api_files, api_details],
             api_name="prompt_segment",
-            **click_group,
+            **queue_group("sam_click"),
         )

@@ -1,0 +1,343 @@
+// The clickable picture (gr.HTML js_on_load): `element`, `trigger`, `props`, `server`,
+// `upload` and `watch` come from Gradio. A click is sent as its pixel coordinates to the
+// `operate` server function, which answers with the new mask as a small PNG; the page draws
+// it on a canvas over the photo. If the server functions cannot be reached, the same
+// operations go through Gradio's queue (a `select` event) and the page says so.
+const root = element.querySelector(".sd-picture");
+const stage = root.querySelector(".sd-stage");
+const frame = root.querySelector(".sd-frame");
+const photo = root.querySelector(".sd-photo");
+const maskCanvas = root.querySelector(".sd-mask");
+const marks = root.querySelector(".sd-marks");
+const fileInput = root.querySelector(".sd-file");
+const statusLine = root.querySelector(".sd-status");
+const MAX_WAITING = 4; // clicks kept while one is answered; a flood beyond is refused
+const PAUSE_MS = 350; // the masks' details follow once the clicks pause this long
+const QUEUE_TIMEOUT_MS = 30000;
+const COLOURS = { positive: "#28dc5a", negative: "#eb3232", box: "#ffd700" };
+
+let token = null;
+let fast = true; // false once the page fell back to the queue
+let shown = null; // the view on screen: {version, image, size, prompts, mask, status}
+let corner = null; // a box's first corner, in working pixels
+let dragging = null;
+let inFlight = false;
+const waiting = [];
+let pauseTimer = null;
+let queueAnswer = null;
+window.segdemoTimings = window.segdemoTimings || [];
+
+function describe(err) {
+  return (err && err.message) || String(err);
+}
+
+function say(text, error = false) {
+  statusLine.textContent = text || "";
+  statusLine.classList.toggle("sd-error", error);
+}
+
+function setBusy(busy) {
+  root.classList.toggle("sd-busy", busy);
+}
+
+function useQueue(reason) {
+  if (!fast) return;
+  fast = false;
+  root.dataset.path = "queue";
+  say(
+    `The fast click path is not available (${reason}): clicks now go through the ` +
+      "server's queue, which is slower.",
+    true,
+  );
+}
+
+async function begin() {
+  try {
+    const answer = await server.start({});
+    if (!answer || !answer.token) throw new Error((answer && answer.error) || "no token");
+    token = answer.token;
+    props.value = { token };
+  } catch (err) {
+    useQueue(describe(err));
+  }
+}
+
+// Drawing.
+
+function markRadius() {
+  return Math.max(4, Math.round(Math.max(marks.width, marks.height) / 110));
+}
+
+function drawMarks(preview = null) {
+  const ctx = marks.getContext("2d");
+  ctx.clearRect(0, 0, marks.width, marks.height);
+  const r = markRadius();
+  for (const prompt of (shown && shown.prompts) || []) {
+    if (prompt.kind === "point") {
+      ctx.beginPath();
+      ctx.arc(prompt.x, prompt.y, r, 0, 2 * Math.PI);
+      ctx.fillStyle = prompt.label ? COLOURS.positive : COLOURS.negative;
+      ctx.fill();
+      ctx.lineWidth = 2;
+      ctx.strokeStyle = "white";
+      ctx.stroke();
+    } else {
+      const [x0, y0, x1, y1] = prompt.box;
+      ctx.lineWidth = Math.max(2, r / 2);
+      ctx.strokeStyle = COLOURS.box;
+      ctx.strokeRect(x0, y0, x1 - x0, y1 - y0);
+    }
+  }
+  ctx.strokeStyle = COLOURS.box;
+  ctx.lineWidth = 2;
+  if (corner) ctx.strokeRect(corner.x - r, corner.y - r, 2 * r, 2 * r);
+  if (preview) {
+    ctx.setLineDash([6, 4]);
+    ctx.strokeRect(preview.x0, preview.y0, preview.x1 - preview.x0, preview.y1 - preview.y0);
+    ctx.setLineDash([]);
+  }
+}
+
+async function decode(url) {
+  const image = new Image();
+  image.src = url;
+  await image.decode();
+  return image;
+}
+
+async function show(view, startedAt = null) {
+  if (shown && view.version < shown.version && view.image === shown.image) return; // older
+  const newImage = !shown || view.image !== shown.image;
+  if (view.photo) {
+    photo.src = view.photo;
+    await photo.decode();
+  }
+  const mask = view.mask ? await decode(view.mask) : null;
+  if (newImage && view.size) {
+    [maskCanvas.width, maskCanvas.height] = view.size;
+    [marks.width, marks.height] = view.size;
+    frame.style.setProperty("--aspect", String(view.size[0] / view.size[1]));
+    corner = null;
+  }
+  root.classList.toggle("sd-has-photo", Boolean(view.image));
+  const ctx = maskCanvas.getContext("2d");
+  ctx.clearRect(0, 0, maskCanvas.width, maskCanvas.height);
+  if (mask) ctx.drawImage(mask, 0, 0);
+  shown = { ...view, photo: undefined };
+  root.dataset.version = String(view.version);
+  drawMarks();
+  say(view.error || view.status, Boolean(view.error));
+  if (startedAt !== null) {
+    requestAnimationFrame(() => {
+      window.segdemoTimings.push({ ms: performance.now() - startedAt, path: fast ? "fast" : "queue" });
+    });
+  }
+}
+
+// Operations: one at a time, a few more kept waiting, the rest refused.
+
+function markStale() {
+  const details = document.getElementById("prompted-details");
+  if (details) details.classList.add("sd-stale");
+}
+
+function afterPause() {
+  clearTimeout(pauseTimer);
+  pauseTimer = setTimeout(() => {
+    if (!inFlight && waiting.length === 0) trigger("input");
+  }, PAUSE_MS);
+}
+
+function viaQueue(operation) {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      queueAnswer = null;
+      resolve({ error: "The server did not answer in time: try again." });
+    }, QUEUE_TIMEOUT_MS);
+    queueAnswer = (value) => {
+      clearTimeout(timer);
+      queueAnswer = null;
+      resolve(value);
+    };
+    trigger("select", { index: 0, value: operation });
+  });
+}
+
+async function ask(operation) {
+  if (fast) {
+    try {
+      return await server.operate({ ...operation, token });
+    } catch (err) {
+      useQueue(describe(err));
+    }
+  }
+  return viaQueue(operation);
+}
+
+function send(operation, startedAt = null) {
+  if (inFlight) {
+    if (waiting.length >= MAX_WAITING) {
+      say("Too many clicks at once: wait for the mask to catch up.", true);
+      return;
+    }
+    waiting.push([operation, startedAt]);
+    return;
+  }
+  run(operation, startedAt);
+}
+
+async function run(operation, startedAt) {
+  inFlight = true;
+  markStale();
+  clearTimeout(pauseTimer);
+  const spinner = setTimeout(() => setBusy(true), operation.op === "open" ? 0 : 150);
+  try {
+    const answer = await ask(operation);
+    if (answer && answer.version !== undefined) await show(answer, startedAt);
+    else say((answer && answer.error) || "No answer from the server.", true);
+  } catch (err) {
+    say(describe(err), true);
+  } finally {
+    clearTimeout(spinner);
+    setBusy(false);
+    inFlight = false;
+    const next = waiting.shift();
+    if (next) run(...next);
+    else afterPause();
+  }
+}
+
+// What Python sends (an example, another model, a chosen mask, a queued answer).
+watch("value", () => {
+  const value = props.value;
+  if (!value || typeof value !== "object") return;
+  if (value.token) token = value.token;
+  if (queueAnswer) queueAnswer(value);
+  else if (value.version !== undefined) show(value).then(afterPause);
+  if (value.photo) props.value = { token }; // the photo need not travel back with later events
+});
+
+// Input: pixels of the working image under the pointer.
+
+function pixelAt(event) {
+  const rect = photo.getBoundingClientRect();
+  const [w, h] = shown.size;
+  const x = Math.floor(((event.clientX - rect.left) / rect.width) * w);
+  const y = Math.floor(((event.clientY - rect.top) / rect.height) * h);
+  return { x: Math.min(Math.max(x, 0), w - 1), y: Math.min(Math.max(y, 0), h - 1) };
+}
+
+function boxOf(a, b) {
+  return {
+    x0: Math.min(a.x, b.x), y0: Math.min(a.y, b.y),
+    x1: Math.max(a.x, b.x), y1: Math.max(a.y, b.y),
+  };
+}
+
+function sendBox(a, b, startedAt) {
+  const box = boxOf(a, b);
+  send({ op: "prompt", prompt: { kind: "box", box: [box.x0, box.y0, box.x1, box.y1] } }, startedAt);
+}
+
+marks.addEventListener("contextmenu", (event) => event.preventDefault());
+marks.addEventListener("pointerdown", (event) => {
+  if (!shown || !shown.image) return;
+  event.preventDefault();
+  const at = pixelAt(event);
+  const mode = root.dataset.mode;
+  if (mode === "box" && event.button === 0) {
+    dragging = { from: at, startedAt: event.timeStamp };
+    marks.setPointerCapture(event.pointerId);
+    return;
+  }
+  const positive = event.button === 0 && mode === "add";
+  send({ op: "prompt", prompt: { kind: "point", x: at.x, y: at.y, label: positive ? 1 : 0 } },
+    event.timeStamp);
+});
+marks.addEventListener("pointermove", (event) => {
+  if (dragging) drawMarks(boxOf(dragging.from, pixelAt(event)));
+});
+marks.addEventListener("pointerup", (event) => {
+  if (!dragging) return;
+  const { from, startedAt } = dragging;
+  const to = pixelAt(event);
+  dragging = null;
+  if (Math.abs(to.x - from.x) > 4 && Math.abs(to.y - from.y) > 4) {
+    corner = null;
+    sendBox(from, to, event.timeStamp);
+  } else if (corner) {
+    const first = corner;
+    corner = null;
+    sendBox(first, to, startedAt);
+  } else {
+    corner = to;
+  }
+  drawMarks();
+});
+
+async function openFile(file) {
+  if (!file) return;
+  setBusy(true);
+  say("Uploading and preparing the photo…");
+  try {
+    const uploaded = await upload(file);
+    send({ op: "open", path: uploaded.path });
+  } catch (err) {
+    setBusy(false);
+    say(`The upload failed: ${describe(err)}`, true);
+  }
+}
+
+async function exportPng(what) {
+  const answer = await server.export({ token, what });
+  if (answer.error) return say(answer.error, true);
+  const link = document.createElement("a");
+  link.href = answer.data;
+  link.download = answer.name;
+  link.click();
+}
+
+root.querySelectorAll("[data-mode]").forEach((button) => {
+  button.addEventListener("click", () => {
+    root.dataset.mode = button.dataset.mode;
+    root.querySelectorAll("[data-mode]").forEach((b) => b.classList.toggle("sd-on", b === button));
+    corner = null;
+    if (shown) drawMarks();
+  });
+});
+root.querySelector('[data-action="undo"]').addEventListener("click", () => {
+  if (corner) {
+    corner = null;
+    drawMarks();
+  } else send({ op: "undo" });
+});
+root.querySelector('[data-action="clear"]').addEventListener("click", () => {
+  corner = null;
+  send({ op: "clear" });
+});
+root.querySelector('[data-action="upload"]').addEventListener("click", () => fileInput.click());
+root.querySelector('[data-action="mask"]').addEventListener("click", () => exportPng("mask"));
+root.querySelector('[data-action="cutout"]').addEventListener("click", () => exportPng("cutout"));
+root.querySelector(".sd-drop").addEventListener("click", () => fileInput.click());
+fileInput.addEventListener("change", () => {
+  openFile(fileInput.files[0]);
+  fileInput.value = "";
+});
+stage.addEventListener("dragover", (event) => {
+  event.preventDefault();
+  stage.classList.add("sd-dragging");
+});
+stage.addEventListener("dragleave", () => stage.classList.remove("sd-dragging"));
+stage.addEventListener("drop", (event) => {
+  event.preventDefault();
+  stage.classList.remove("sd-dragging");
+  openFile(event.dataTransfer.files[0]);
+});
+window.addEventListener("paste", (event) => {
+  if (root.offsetParent === null) return; // the tab is not on screen
+  const item = [...event.clipboardData.items].find((i) => i.type.startsWith("image/"));
+  if (item) openFile(item.getAsFile());
+});
+
+say("Drop a photo here, upload one, or pick an example.");
+begin();
