@@ -2,17 +2,17 @@
 original pixels, its trainer, and the prompt session it runs in."""
 
 import threading
-from types import SimpleNamespace
 
-import gradio as gr
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from segdemo import registry
 from segdemo.clicks import Click
 from segdemo.data.composites import make_composite
 from segdemo.imaging import prepare_image
+from segdemo.registry import ModelUnavailableError
 from segdemo.tasks import prompt_session
 from segdemo.tasks.click_model import MIN_WINDOW, click_maps, focus_window
 from segdemo.tasks.promptable import Prediction, PreparedState, Prompts
@@ -24,7 +24,7 @@ from segdemo.tasks.prompted import (
     segment_everything,
 )
 from segdemo.train.click_net import IterativeTrainer, make_batch, scattered_clicks
-from segdemo.ui import prompted_tab
+from segdemo.ui import prompt_picture
 
 torch.set_num_threads(2)
 
@@ -165,31 +165,32 @@ def test_replaying_the_prompts_gives_the_masks_of_clicking_them(random_weights):
     assert parsed == list(session.prompts)  # the JSON the page sends round-trips
 
 
-def test_a_failed_model_call_leaves_the_state_as_it_was(random_weights):
-    """A click whose model call fails (here: an official checkpoint that is not on this
+def test_a_failed_model_call_leaves_the_state_as_it_was(random_weights, tmp_path):
+    """A change whose model call fails (here: an official checkpoint that is not on this
     machine) changes nothing: prompts and masks stay in step, and the next undo removes the
     prompt before it and shows that prompt's mask."""
     if registry.is_available("sam_vit_h"):
         pytest.skip("the ViT-H checkpoint is on this machine")
-    prepared = prepare_image(photo(4, (240, 320)))
-    state = prompted_tab.new_state(prepared, "click_net")
+    path = tmp_path / "photo.png"
+    Image.fromarray(photo(4, (240, 320))).save(path)
+    store, token = prompt_picture.PictureStore(), prompt_picture.new_token()
+    store.update(token, lambda p: prompt_picture.open_image(p, str(path), token))
     for x in (60, 120):
-        state = prompted_tab.add_prompt(
-            state, "add", "click_net", SimpleNamespace(index=[x, 100]), None
-        )[0]
-    before = state
-    with pytest.raises(gr.Error, match="sam_vit_h_4b8939.pth"):
-        prompted_tab.add_prompt(state, "remove", "sam_vit_h", SimpleNamespace(index=[5, 5]), None)
-    assert state is before and state["session"] is before["session"]
-    session = state["session"]
-    assert len(session.prompts) == len(session.steps) == 2
-    undone = prompted_tab.undo(state)[0]["session"]
+        prompt = {"kind": "point", "x": x, "y": 100, "label": 1}
+        store.update(token, lambda p, prompt=prompt: prompt_picture.add_prompt(p, prompt, token))
+    before = store.get(token)
+    with pytest.raises(ModelUnavailableError, match="sam_vit_h_4b8939.pth"):
+        store.update(token, lambda p: prompt_picture.change_model(p, "sam_vit_h", token))
+    assert store.get(token) is before
+    session = before.session
+    assert session.model == "click_net" and len(session.prompts) == len(session.steps) == 2
+    undone = store.update(token, lambda p: prompt_picture.undo(p, token)).session
     assert undone.prompts == session.prompts[:1]
-    first_only = prompt_session.replay(prepared, undone.prompts, "click_net", "s")
+    first_only = prompt_session.replay(before.prepared, undone.prompts, "click_net", "s")
     assert np.array_equal(undone.current.mask, first_only.current.mask)
     with pytest.raises(PromptError, match="64 prompts"):
         too_many = prompt_session.PromptSession("click_net", (session.prompts[0],) * 64)
-        prompt_session.click(too_many, prepared, prompt_session.point(5, 5, False), "s")
+        prompt_session.click(too_many, before.prepared, prompt_session.point(5, 5, False), "s")
 
 
 def test_changing_the_model_replays_every_step_with_the_new_model(random_weights):

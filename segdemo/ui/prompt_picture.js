@@ -105,7 +105,7 @@ async function decode(url) {
   return image;
 }
 
-async function show(view, startedAt = null) {
+async function show(view, startedAt = null, answeredAt = null) {
   if (shown && view.version < shown.version && view.image === shown.image) return; // older
   const newImage = !shown || view.image !== shown.image;
   if (view.photo) {
@@ -129,7 +129,12 @@ async function show(view, startedAt = null) {
   say(view.error || view.status, Boolean(view.error));
   if (startedAt !== null) {
     requestAnimationFrame(() => {
-      window.segdemoTimings.push({ ms: performance.now() - startedAt, path: fast ? "fast" : "queue" });
+      window.segdemoTimings.push({
+        ms: performance.now() - startedAt,
+        answered_ms: answeredAt - startedAt,
+        server_ms: view.server_ms,
+        path: fast ? "fast" : "queue",
+      });
     });
   }
 }
@@ -193,7 +198,8 @@ async function run(operation, startedAt) {
   const spinner = setTimeout(() => setBusy(true), operation.op === "open" ? 0 : 150);
   try {
     const answer = await ask(operation);
-    if (answer && answer.version !== undefined) await show(answer, startedAt);
+    const answeredAt = performance.now();
+    if (answer && answer.version !== undefined) await show(answer, startedAt, answeredAt);
     else say((answer && answer.error) || "No answer from the server.", true);
   } catch (err) {
     say(describe(err), true);

@@ -21,6 +21,7 @@ import logging
 import re
 import secrets
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -342,9 +343,11 @@ def perform(token: str, payload: dict) -> tuple[Picture, bool]:
 @_answers_errors
 def operate(payload: dict) -> dict:
     """``{"token", "op": "open" | "prompt" | "undo" | "clear", ...}`` -> the new view."""
+    began = time.perf_counter()
     token = checked_token(payload)
     picture, new_photo = perform(token, payload)
-    return view(picture, token, with_photo=new_photo)
+    answer = view(picture, token, with_photo=new_photo)
+    return {**answer, "server_ms": round(1000 * (time.perf_counter() - began), 1)}
 
 
 @_answers_errors

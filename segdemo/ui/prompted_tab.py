@@ -128,15 +128,15 @@ def _token(value) -> str:
 
 
 def details(value):
-    """(masks gallery, cut-out, mask file, status, prompts JSON, photo file, version) of the
-    page's current mask: what the page asks for once its clicks pause."""
+    """(masks gallery, cut-out, mask file, status, prompts JSON, version) of the page's
+    current mask: what the page asks for once its clicks pause."""
     token = _token(value)
     picture = STORE.get(token)
     step = picture.session.current
     status = prompt_picture.status_line(picture)
     notes = prompt_picture.notes(picture)
     if step is None:
-        return [], None, None, f"{status}\n\n{notes}", "", picture.source, picture.version
+        return [], None, None, f"{status}\n\n{notes}", "", picture.version
     mask = to_uint8_mask(prompt_picture.original_mask(picture))
     return (
         _thumbnails(picture.prepared, step),
@@ -144,7 +144,6 @@ def details(value):
         save_png(mask, "prompt-mask"),
         f"**{status}** · mask {step.chosen + 1} of {len(step.masks)}\n\n{notes}",
         picture.session.to_json(),
-        picture.source,
         picture.version,
     )
 
@@ -236,6 +235,14 @@ def prompt_segment(
     return _draw(prepared, session), files, details
 
 
+def prompt_segment_of_picture(value, points_json, box_json, model_name, multimask):
+    """The JSON prompts replayed on the picture's photo (the button below the picture)."""
+    picture = STORE.get(_token(value))
+    if picture.source is None:
+        raise gr.Error("Upload a photo or pick an example first.")
+    return prompt_segment(picture.source, points_json, box_json, model_name, multimask, None)
+
+
 def send_as_label(value, targets: int):
     """The photo and its current mask, for the "train on this image" sections of other tabs:
     per target tab its photo, its opened section, its mask label."""
@@ -254,7 +261,7 @@ def build_tab(label_targets: list[list[gr.components.Component]] = ()) -> None:
         with gr.Row():
             with gr.Column(scale=3):
                 picture = prompt_picture.picture_component(elem_id="prompted-picture")
-                # Holds the photo for the JSON API and the examples; the page shows the picture.
+                # The examples' photo, and the JSON API's; the page shows the picture.
                 photo_file = gr.Image(type="filepath", visible=False)
                 examples = gr.Examples(
                     flower_examples() + scene_examples(), inputs=[photo_file], label="Examples"
@@ -293,12 +300,13 @@ def build_tab(label_targets: list[list[gr.components.Component]] = ()) -> None:
             box_json = gr.Textbox(label="box [x0, y0, x1, y1] (replayed first), or empty")
             multimask = gr.Checkbox(value=True, label="three masks (multimask)")
             run_json = gr.Button("Segment from JSON")
+            api_trigger = gr.Button(visible=False)
             api_picture = result_image("Best mask and prompts")
             api_files = gr.File(label="Masks (PNG, original size)", file_count="multiple")
             api_details = gr.JSON(label="Scores")
 
         private = {"api_visibility": "private"}
-        shown = [gallery, cutout, mask_file, status, points_json, photo_file, details_version]
+        shown = [gallery, cutout, mask_file, status, points_json, details_version]
         # Once the page's details are those of the mask on screen, they are no longer stale.
         fresh = (
             "(version) => { const p = document.querySelector('#prompted-picture .sd-picture');"
@@ -331,10 +339,19 @@ def build_tab(label_targets: list[list[gr.components.Component]] = ()) -> None:
                 [component for target in label_targets for component in target],
                 **private,
             )
+        api_results = [api_picture, api_files, api_details]
         run_json.click(
+            prompt_segment_of_picture,
+            [picture, points_json, box_json, model, multimask],
+            api_results,
+            **private,
+            **queue_group("sam_click"),
+        )
+        # The API: the same with the photo as a file, for gradio_client (which cannot click).
+        api_trigger.click(
             prompt_segment,
             [photo_file, points_json, box_json, model, multimask],
-            [api_picture, api_files, api_details],
+            api_results,
             api_name="prompt_segment",
             **queue_group("sam_click"),
         )

@@ -1,0 +1,419 @@
+"""Click to mask on screen, in Chromium, and how many clicking users one server sustains.
+
+``click_latency``: the app runs on 127.0.0.1; a headless Chromium page uploads a 640×480 photo
+into the prompted tab's picture and clicks on it, one click a second. The page notes the time
+from the pointer event to the animation frame that shows the new mask
+(``window.segdemoTimings``). The same is measured for each prompted model, for the queue
+fallback (the server functions blocked), and for a reference page built as the tab was
+before: a ``gr.Image`` whose select event returns the overlay, the three thumbnails, the
+cut-out, the mask file and the status through the queue.
+
+``capacity``: the app runs in its own process; simulated users, each with their own page token
+and photo, click once a second through the picture's server function over loopback HTTP.
+The number of users grows until the 90th percentile passes 150 ms or the largest count was
+tried; each count runs for a fixed time, so the loop stops by itself.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+from PIL import Image
+
+WARM_UP = 2  # clicks not counted: the first calls allocate and pick kernels
+CLICK_EVERY_S = 1.0
+TARGET_P90_MS = 150.0
+USER_COUNTS = (1, 2, 4, 6, 8, 12, 16, 24)
+SECONDS_PER_COUNT = 12.0
+
+
+def click_points(size: tuple[int, int], count: int, seed: int = 0) -> list[tuple[int, int, bool]]:
+    """``count`` clicks (x, y, positive) spread over the middle of a ``(height, width)`` photo;
+    every fourth is negative, as corrections are."""
+    h, w = size
+    rng = np.random.default_rng(seed)
+    xs = rng.integers(w // 6, 5 * w // 6, count)
+    ys = rng.integers(h // 6, 5 * h // 6, count)
+    return [(int(x), int(y), k % 4 != 3) for k, (x, y) in enumerate(zip(xs, ys, strict=True))]
+
+
+def photo_file(photo: np.ndarray) -> str:
+    path = Path(tempfile.mkdtemp(prefix="segdemo-bench-")) / "photo.png"
+    Image.fromarray(photo).save(path)
+    return str(path)
+
+
+@contextmanager
+def running_app(demo=None):
+    """The app (or ``demo``) served on a free port of 127.0.0.1; yields its URL."""
+    import app
+
+    demo = demo or app.build_app()
+    args = app.get_args_parser().parse_args([])
+    args.port = None
+    demo.launch(prevent_thread_lock=True, quiet=True, **app.launch_kwargs(args))
+    try:
+        yield demo.local_url
+    finally:
+        demo.close()
+
+
+def choose_model(page, model: str) -> None:
+    """Pick ``model`` in the prompted tab's dropdown and wait until the picture is ready."""
+    field = page.locator("#prompted-tab").get_by_label("Model")
+    field.click()
+    page.get_by_role("option", name=model, exact=True).click()
+    page.wait_for_function(
+        "m => document.querySelector('#prompted-picture .sd-status').innerText.includes(m)",
+        arg=model,
+        timeout=120_000,
+    )
+
+
+def open_photo(page, path: str) -> None:
+    """Upload ``path`` into the prompted tab's picture and wait until it can be clicked."""
+    from segdemo.browser import open_tab
+
+    panel = open_tab(page, "prompted")
+    panel.locator("#prompted-picture input[type=file]").set_input_files(path)
+    page.locator("#prompted-picture .sd-picture.sd-has-photo").wait_for(timeout=120_000)
+    page.wait_for_function(
+        "() => !document.querySelector('#prompted-picture .sd-picture')"
+        ".classList.contains('sd-busy')",
+        timeout=120_000,
+    )
+
+
+def click_picture(page, x: int, y: int, positive: bool = True) -> None:
+    """Click pixel (x, y) of the picture's photo (working pixels; the photo is drawn scaled)."""
+    photo = page.locator("#prompted-picture .sd-photo")
+    box = photo.bounding_box()
+    width = photo.evaluate("el => el.naturalWidth")
+    scale = box["width"] / width
+    page.mouse.click(
+        box["x"] + (x + 0.5) * scale,
+        box["y"] + (y + 0.5) * scale,
+        button="left" if positive else "right",
+    )
+
+
+def _timed_clicks(page, points, clicks_made) -> list[float]:
+    """Click ``points`` one a second; returns the page's own click-to-frame times (ms)."""
+    page.evaluate("window.segdemoTimings = []")
+    for x, y, positive in points:
+        clicks_made(page, x, y, positive)
+        page.wait_for_timeout(int(1000 * CLICK_EVERY_S))
+    page.wait_for_function(f"window.segdemoTimings.length >= {len(points)}", timeout=60_000)
+    return [t["ms"] for t in page.evaluate("window.segdemoTimings")][WARM_UP:]
+
+
+def _summary(label: str, ms: list[float]) -> dict:
+    return {
+        "what": label,
+        "clicks": len(ms),
+        "median_ms": float(np.median(ms)),
+        "p90_ms": float(np.percentile(ms, 90)),
+    }
+
+
+def picture_latency(url: str, photo: str, model: str, clicks: int, queue: bool = False) -> dict:
+    """Median and p90 click-to-mask time of the picture with ``model``; ``queue``: with the
+    server functions blocked, so the page falls back to the queue."""
+    from segdemo.browser import browser_page
+
+    size = Image.open(photo).size[::-1]
+    points = click_points(size, clicks + WARM_UP)
+    with browser_page() as page:
+        if queue:
+            page.route("**/component_server**", lambda route: route.abort())
+        page.goto(url)
+        open_photo(page, photo)
+        if model != "click_net":
+            choose_model(page, model)
+        ms = _timed_clicks(page, points, click_picture)
+    path = "queue fallback" if queue else "server function"
+    return _summary(f"{model}, picture ({path})", ms)
+
+
+# The reference: the tab as it was, a gr.Image whose select event returns five outputs.
+
+REFERENCE_TIMING_JS = """
+() => {
+  const box = document.querySelector('#reference-canvas');
+  let started = null, before = null;
+  box.addEventListener('pointerdown', (e) => {
+    started = e.timeStamp;
+    before = box.querySelector('img').src;
+  }, true);
+  new MutationObserver(() => {
+    const img = box.querySelector('img');
+    if (started === null || !img || img.src === before) return;  // not the new overlay yet
+    const began = started;
+    started = null;
+    img.decode().then(() => requestAnimationFrame(() =>
+      window.segdemoTimings.push({ms: performance.now() - began, path: 'reference'})));
+  }).observe(box, {subtree: true, childList: true, attributes: true, attributeFilter: ['src']});
+}
+"""
+
+
+def reference_demo(photo: str, model: str):
+    """The prompted tab's click path before the picture: every click through the queue,
+    answered with the overlay, three thumbnails, the cut-out, the mask file and the status."""
+    from segdemo.imaging import prepare_image, save_png
+    from segdemo.tasks import prompt_session
+    from segdemo.tasks.prompted import embed
+    from segdemo.ui.common import to_uint8_mask
+    from segdemo.ui.prompted_tab import _draw, _thumbnails
+
+    prepared = prepare_image(photo)
+    embed(prepared, model, "reference")
+
+    def clicked(session, evt: gr.SelectData):
+        x, y = evt.index
+        session = prompt_session.click(session, prepared, prompt_session.point(x, y, True), "ref")
+        step = session.current
+        cutout = np.dstack([prepared.pixels, to_uint8_mask(step.mask)])
+        mask = save_png(to_uint8_mask(prepared.mask_to_original(step.mask)), "reference")
+        status = f"{len(session.prompts)} prompt(s), {int(step.mask.sum())} pixels"
+        return session, _draw(prepared, session), _thumbnails(prepared, step), cutout, mask, status
+
+    with gr.Blocks() as demo:
+        session = gr.State(prompt_session.PromptSession(model))
+        canvas = gr.Image(
+            prepared.pixels, type="numpy", format="png", interactive=False, height=480,
+            elem_id="reference-canvas",
+        )
+        gallery = gr.Gallery(columns=3, height=200)
+        cutout = gr.Image(format="png", interactive=False)
+        mask = gr.File()
+        status = gr.Markdown()
+        canvas.select(clicked, [session], [session, canvas, gallery, cutout, mask, status])
+    demo.queue(default_concurrency_limit=2)
+    return demo
+
+
+def reference_latency(photo: str, model: str, clicks: int) -> dict:
+    from segdemo.browser import browser_page, click_image
+
+    size = Image.open(photo).size[::-1]
+    points = click_points(size, clicks + WARM_UP)
+    with running_app(reference_demo(photo, model)) as url, browser_page() as page:
+        page.goto(url)
+        page.locator("#reference-canvas img").wait_for()
+        page.wait_for_timeout(1000)
+        page.evaluate("window.segdemoTimings = []")
+        page.evaluate(REFERENCE_TIMING_JS)
+
+        def clicks_made(page, x, y, positive):
+            click_image(page, "#reference-canvas", x, y)
+
+        ms = _timed_clicks(page, [(x, y, True) for x, y, _ in points], clicks_made)
+    return _summary(f"{model}, reference: gr.Image select, five outputs (the tab before)", ms)
+
+
+def click_latency(photo: np.ndarray, models: list[str], clicks: int) -> list[dict]:
+    path = photo_file(photo)
+    rows = [reference_latency(path, models[0], clicks)]
+    with running_app() as url:
+        for model in models:
+            print(f"clicking in Chromium: {model}", flush=True)
+            rows.append(picture_latency(url, path, model, clicks))
+        rows.append(picture_latency(url, path, models[0], clicks, queue=True))
+    return rows
+
+
+# Capacity: simulated users over loopback HTTP, against the app in its own process.
+
+
+class PictureClient:
+    """What one page sends to the prompted tab's picture, over HTTP: its own token and photo,
+    and operations through the picture's server functions."""
+
+    def __init__(self, url: str, session_hash: str = "", component_id: int | None = None):
+        import httpx
+
+        self.http = httpx.Client(base_url=url, timeout=60)
+        if component_id is None:
+            config = self.http.get("/config").json()
+            (component_id,) = [
+                c["id"]
+                for c in config["components"]
+                if c.get("props", {}).get("elem_id") == "prompted-picture"
+            ]
+        self.component_id = component_id
+        self.session_hash = session_hash or f"client-{id(self)}"
+        self.token = self.call("start", {})["token"]
+
+    def call(self, name: str, payload: dict) -> dict:
+        body = {
+            "data": payload,
+            "component_id": self.component_id,
+            "fn_name": name,
+            "session_hash": self.session_hash,
+        }
+        answer = self.http.post("/gradio_api/component_server/", json=body)
+        answer.raise_for_status()
+        return answer.json()
+
+    def operate(self, op: str, **fields) -> dict:
+        return self.call("operate", {"token": self.token, "op": op, **fields})
+
+    def open(self, photo: str) -> dict:
+        """Upload ``photo`` as the page does, then open it in the picture."""
+        with open(photo, "rb") as f:
+            uploaded = self.http.post("/gradio_api/upload", files={"files": f}).json()[0]
+        return self.operate("open", path=uploaded)
+
+    def point(self, x: int, y: int, positive: bool = True) -> dict:
+        prompt = {"kind": "point", "x": x, "y": y, "label": int(positive)}
+        return self.operate("prompt", prompt=prompt)
+
+
+class SimulatedUser(PictureClient):
+    """A page that clicks a few spots of its photo, clearing after each round."""
+
+    def __init__(self, url: str, component_id: int, photo: str, seed: int):
+        super().__init__(url, f"bench-{seed}", component_id)
+        self.points = click_points(Image.open(photo).size[::-1], 8, seed)
+        self.open(photo)
+
+    def click(self, k: int) -> float:
+        """One click (ms); the prompts are cleared every few clicks, as after each object."""
+        if k % len(self.points) == 0:
+            self.operate("clear")
+        x, y, positive = self.points[k % len(self.points)]
+        began = time.perf_counter()
+        answer = self.point(x, y, positive)
+        if "error" in answer:
+            raise RuntimeError(answer["error"])
+        return 1000 * (time.perf_counter() - began)
+
+
+def _load(users: list[SimulatedUser], seconds: float) -> list[float]:
+    """Every user clicks once a second (each at its own phase) for ``seconds``."""
+    times, lock = [], threading.Lock()
+
+    def clicking(user: SimulatedUser, phase: float) -> None:
+        time.sleep(phase)
+        began = time.perf_counter()
+        for k in range(int(seconds / CLICK_EVERY_S)):
+            ms = user.click(k)
+            with lock:
+                times.append(ms)
+            next_click = began + (k + 1) * CLICK_EVERY_S
+            time.sleep(max(0.0, next_click - time.perf_counter()))
+
+    threads = [
+        threading.Thread(target=clicking, args=(user, k * CLICK_EVERY_S / len(users)))
+        for k, user in enumerate(users)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=seconds + 60)
+    return times
+
+
+@contextmanager
+def app_process(port: int = 7911):
+    """``python app.py`` on 127.0.0.1:``port`` in its own process; yields its URL."""
+    import httpx
+
+    from segdemo.weights import REPO_ROOT
+
+    server = subprocess.Popen(
+        [sys.executable, "app.py", "--port", str(port)],
+        cwd=REPO_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(240):
+            try:
+                if httpx.get(f"{url}/config", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        else:
+            raise RuntimeError("the app did not start")
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def capacity(photo: np.ndarray) -> dict:
+    """The most simulated users whose clicks stay within 150 ms at the 90th percentile."""
+    path = photo_file(photo)
+    levels = []
+    with app_process() as url:
+        component_id = PictureClient(url).component_id
+        users: list[SimulatedUser] = []
+        for count in USER_COUNTS:
+            while len(users) < count:
+                users.append(SimulatedUser(url, component_id, path, seed=len(users)))
+            users[-1].click(0)  # warm-up of the newest
+            ms = _load(users, SECONDS_PER_COUNT)
+            level = {"users": count, **_summary("", ms)}
+            print(f"{count} users: median {level['median_ms']:.0f} ms, p90 {level['p90_ms']:.0f}")
+            levels.append(level)
+            if level["p90_ms"] > TARGET_P90_MS:
+                break
+    sustained = [lvl["users"] for lvl in levels if lvl["p90_ms"] <= TARGET_P90_MS]
+    return {"levels": levels, "sustained": max(sustained, default=0)}
+
+
+def render(latency: list[dict], load: dict | None) -> str:
+    lines = [
+        "## Click to mask on screen, in Chromium",
+        "",
+        "Headless Chromium on this machine, 640×480 photo, one click a second; the page's own "
+        "time from the pointer event to the frame that shows the new mask. Browser and server "
+        f"share the machine's cores. {WARM_UP} warm-up clicks are not counted.",
+        "",
+        "| what | clicks | median (ms) | p90 (ms) |",
+        "|---|---|---|---|",
+    ]
+    for row in latency:
+        lines.append(
+            f"| {row['what']} | {row['clicks']} | {row['median_ms']:.0f} | {row['p90_ms']:.0f} |"
+        )
+    if load:
+        lines += [
+            "",
+            "## Capacity: users clicking once a second",
+            "",
+            "The app in its own process; each simulated user has its own token and photo and "
+            "clicks once a second through the picture's server function over loopback HTTP "
+            f"(without the browser's drawing). {SECONDS_PER_COUNT:.0f} s per user count. "
+            f"**{load['sustained']} users** keep the 90th percentile within "
+            f"{TARGET_P90_MS:.0f} ms.",
+            "",
+            "| users | clicks | median (ms) | p90 (ms) |",
+            "|---|---|---|---|",
+        ]
+        for level in load["levels"]:
+            lines.append(
+                f"| {level['users']} | {level['clicks']} | {level['median_ms']:.0f} | "
+                f"{level['p90_ms']:.0f} |"
+            )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    from segdemo.bench import _flowers
+
+    rows = click_latency(_flowers(), ["click_net"], 8)
+    print(json.dumps(rows, indent=1))

@@ -1,0 +1,194 @@
+"""The prompted tab's clickable picture: its operations, its store, and its server functions
+over HTTP (the route beside the queue), with the shipped click_net."""
+
+from __future__ import annotations
+
+import base64
+import io
+import threading
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from segdemo.bench_clicks import PictureClient
+from segdemo.data.scenes import make_scene
+from segdemo.tasks import prompt_session
+from segdemo.ui import prompt_picture
+from segdemo.ui.prompt_picture import PictureError, PictureStore
+
+
+def decoded(data_url: str) -> Image.Image:
+    return Image.open(io.BytesIO(base64.b64decode(data_url.split(",", 1)[1])))
+
+
+def drawn_mask(view: dict) -> np.ndarray:
+    """The mask as the page draws it: every pixel the PNG does not leave transparent."""
+    return np.asarray(decoded(view["mask"]).convert("RGBA"))[..., 3] > 0
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    """Two different 240×320 street scenes, saved as PNG."""
+    folder = tmp_path_factory.mktemp("photos")
+    paths = []
+    for seed in (3, 4):
+        path = folder / f"scene-{seed}.png"
+        Image.fromarray(make_scene(seed, "val", (240, 320)).image).save(path)
+        paths.append(str(path))
+    return paths
+
+
+def opened(path: str, store: PictureStore | None = None):
+    store = store or PictureStore()
+    token = prompt_picture.new_token()
+    store.update(token, lambda p: prompt_picture.open_image(p, path, token))
+    return store, token
+
+
+def test_the_drawn_mask_is_the_mask_and_its_outline_stays_inside(photos):
+    store, token = opened(photos[0])
+    prompt = {"kind": "point", "x": 150, "y": 120, "label": 1}
+    picture = store.update(token, lambda p: prompt_picture.add_prompt(p, prompt, token))
+    shown = prompt_picture.view(picture, token)
+    mask = picture.session.current.mask
+    assert np.array_equal(drawn_mask(shown), mask)
+    palette = np.asarray(decoded(shown["mask"]))
+    assert set(np.unique(palette[mask])) <= {1, 2} and (palette[~mask] == 0).all()
+    assert shown["prompts"] == [{"kind": "point", "x": 150.0, "y": 120.0, "label": 1}]
+    assert shown["size"] == [320, 240] and "photo" not in shown
+
+
+def test_clicks_are_taken_in_working_pixels_and_kept_in_original_pixels(tmp_path):
+    """A photo larger than the working size: the page clicks the working image; the prompt
+    is stored in the upload's pixels and the exported mask has the upload's size."""
+    path = tmp_path / "big.png"
+    Image.fromarray(make_scene(5, "val", (1200, 1600)).image).save(path)
+    store, token = opened(str(path))
+    prepared = store.get(token).prepared
+    assert prepared.size == (768, 1024)
+    prompt = {"kind": "point", "x": 512, "y": 384, "label": 1}
+    picture = store.update(token, lambda p: prompt_picture.add_prompt(p, prompt, token))
+    assert picture.session.prompts[0] == prompt_session.point(800, 600, True)
+    assert prompt_picture.original_mask(picture).shape == (1200, 1600)
+    assert prompt_picture.view(picture, token)["prompts"][0]["x"] == pytest.approx(512)
+
+
+@pytest.mark.parametrize(
+    "prompt, message",
+    [
+        ({"kind": "point", "x": "12", "y": 4, "label": 1}, "numeric"),
+        ({"kind": "point", "x": float("nan"), "y": 4, "label": 1}, "numeric"),
+        ({"kind": "box", "box": [10, 10, 11, 50]}, "too small"),
+        ({"kind": "box", "box": [10, 10]}, "point or a box"),
+        ({"kind": "scribble"}, "point or a box"),
+        ("click", "point or a box"),
+    ],
+)
+def test_a_malformed_prompt_is_refused_and_changes_nothing(photos, prompt, message):
+    store, token = opened(photos[0])
+    before = store.get(token)
+    with pytest.raises(PictureError, match=message):
+        store.update(token, lambda p: prompt_picture.add_prompt(p, prompt, token))
+    assert store.get(token) is before
+
+
+def test_a_box_confines_the_mask_and_undo_and_clear_need_no_model(photos):
+    store, token = opened(photos[1])
+    box = {"kind": "box", "box": [100, 60, 220, 200]}
+    picture = store.update(token, lambda p: prompt_picture.add_prompt(p, box, token))
+    mask = picture.session.current.mask
+    assert mask.any() and not mask[:, :100].any() and not mask[:59, :].any()
+    negative = {"kind": "point", "x": 160, "y": 130, "label": 0}
+    after = store.update(token, lambda p: prompt_picture.add_prompt(p, negative, token))
+    assert not after.session.current.mask[130, 160]
+    undone = store.update(token, lambda p: prompt_picture.undo(p, token))
+    assert np.array_equal(undone.session.current.mask, mask)
+    assert undone.version == after.version + 1
+    cleared = store.update(token, lambda p: prompt_picture.clear(p, token))
+    assert cleared.session.current is None and cleared.prepared is not None
+
+
+def test_the_store_is_bounded_and_a_busy_page_is_refused_not_queued(photos, monkeypatch):
+    store = PictureStore(max_pages=3)
+    tokens = [prompt_picture.new_token() for _ in range(5)]
+    for token in tokens:
+        store.get(token)
+    assert len(store) == 3
+    monkeypatch.setattr(prompt_picture, "BUSY_SECONDS", 0.2)
+    inside, release = threading.Event(), threading.Event()
+
+    def slow(picture):
+        inside.set()
+        release.wait(5)
+        return picture.changed()
+
+    worker = threading.Thread(target=store.update, args=(tokens[-1], slow))
+    worker.start()
+    inside.wait(5)
+    with pytest.raises(PictureError, match="previous clicks"):
+        store.update(tokens[-1], lambda p: p.changed())
+    store.update(tokens[-2], lambda p: p.changed())  # another page is not held up
+    release.set()
+    worker.join()
+
+
+def test_the_queued_fallback_gives_the_same_view_and_reports_errors_in_it(photos, monkeypatch):
+    store, token = opened(photos[0])
+    monkeypatch.setattr(prompt_picture, "STORE", store)
+    prompt = {"kind": "point", "x": 150, "y": 120, "label": 1}
+    event = SimpleNamespace(value={"op": "prompt", "prompt": prompt})
+    queued = prompt_picture.queued({"token": token}, event)
+    replayed = prompt_session.replay(
+        store.get(token).prepared, store.get(token).session.prompts, "click_net", "s"
+    )
+    assert np.array_equal(drawn_mask(queued), replayed.current.mask)
+    refused = prompt_picture.queued({"token": token}, SimpleNamespace(value={"op": "paint"}))
+    assert "Unknown operation" in refused["error"] and refused["version"] == queued["version"]
+    # A page without a token gets a new one, with an empty picture.
+    fresh = prompt_picture.queued({}, SimpleNamespace(value={"op": "undo"}))
+    assert fresh["token"] != token and fresh["image"] is None
+
+
+# Over HTTP, through the app's server functions: the route that skips the queue.
+
+
+def test_server_functions_answer_errors_as_messages(app_url, photos):
+    page = PictureClient(app_url)
+    assert prompt_picture.TOKEN.fullmatch(page.token)
+    assert "first" in page.point(10, 10)["error"]  # no photo yet
+    for path in (photos[0], "/etc/passwd", "app.py"):  # not uploaded through the page
+        assert "Upload the photo through the page" in page.operate("open", path=path)["error"]
+    assert "reload the page" in page.call("operate", {"token": "guess", "op": "undo"})["error"]
+    assert "no mask yet" in page.call("export", {"token": page.token, "what": "mask"})["error"]
+
+
+def test_two_pages_see_only_their_own_masks_even_with_one_session_hash(app_url, photos):
+    """Two pages (even sharing Gradio's session hash) click at once: each one's masks are
+    those of its own photo and prompts; a page's token is the only key to its picture."""
+    pages = [PictureClient(app_url, session_hash="same") for _ in photos]
+    for page, photo in zip(pages, photos, strict=True):
+        assert page.open(photo)["size"] == [320, 240]
+    clicks = {0: [(150, 120, True), (60, 200, False)], 1: [(200, 80, True), (40, 40, True)]}
+    answers: dict[int, list[dict]] = {0: [], 1: []}
+
+    def clicking(k: int) -> None:
+        for x, y, positive in clicks[k]:
+            answers[k].append(pages[k].point(x, y, positive))
+
+    threads = [threading.Thread(target=clicking, args=(k,)) for k in answers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    from segdemo.imaging import prepare_image
+
+    for k, photo in enumerate(photos):
+        prompts = [prompt_session.point(x, y, p) for x, y, p in clicks[k]]
+        replayed = prompt_session.replay(prepare_image(photo), prompts, "click_net", "check")
+        assert np.array_equal(drawn_mask(answers[k][-1]), replayed.current.mask)
+        assert [p["x"] for p in answers[k][-1]["prompts"]] == [x for x, _, _ in clicks[k]]
+        exported = pages[k].call("export", {"token": pages[k].token, "what": "mask"})
+        assert np.array_equal(np.asarray(decoded(exported["data"])) > 0, replayed.current.mask)
+    assert answers[0][-1]["image"] != answers[1][-1]["image"]
