@@ -67,45 +67,6 @@ def running_app(demo=None):
         demo.close()
 
 
-def choose_model(page, model: str) -> None:
-    """Pick ``model`` in the prompted tab's dropdown and wait until the picture is ready."""
-    field = page.locator("#prompted-tab").get_by_label("Model")
-    field.click()
-    page.get_by_role("option", name=model, exact=True).click()
-    page.wait_for_function(
-        "m => document.querySelector('#prompted-picture .sd-status').innerText.includes(m)",
-        arg=model,
-        timeout=120_000,
-    )
-
-
-def open_photo(page, path: str) -> None:
-    """Upload ``path`` into the prompted tab's picture and wait until it can be clicked."""
-    from segdemo.browser import open_tab
-
-    panel = open_tab(page, "prompted")
-    panel.locator("#prompted-picture input[type=file]").set_input_files(path)
-    page.locator("#prompted-picture .sd-picture.sd-has-photo").wait_for(timeout=120_000)
-    page.wait_for_function(
-        "() => !document.querySelector('#prompted-picture .sd-picture')"
-        ".classList.contains('sd-busy')",
-        timeout=120_000,
-    )
-
-
-def click_picture(page, x: int, y: int, positive: bool = True) -> None:
-    """Click pixel (x, y) of the picture's photo (working pixels; the photo is drawn scaled)."""
-    photo = page.locator("#prompted-picture .sd-photo")
-    box = photo.bounding_box()
-    width = photo.evaluate("el => el.naturalWidth")
-    scale = box["width"] / width
-    page.mouse.click(
-        box["x"] + (x + 0.5) * scale,
-        box["y"] + (y + 0.5) * scale,
-        button="left" if positive else "right",
-    )
-
-
 def _timed_clicks(page, points, clicks_made) -> list[float]:
     """Click ``points`` one a second; returns the page's own click-to-frame times (ms)."""
     page.evaluate("window.segdemoTimings = []")
@@ -128,7 +89,7 @@ def _summary(label: str, ms: list[float]) -> dict:
 def picture_latency(url: str, photo: str, model: str, clicks: int, queue: bool = False) -> dict:
     """Median and p90 click-to-mask time of the picture with ``model``; ``queue``: with the
     server functions blocked, so the page falls back to the queue."""
-    from segdemo.browser import browser_page
+    from segdemo.browser import browser_page, choose_model, click_picture, open_photo
 
     size = Image.open(photo).size[::-1]
     points = click_points(size, clicks + WARM_UP)

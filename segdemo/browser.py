@@ -40,18 +40,30 @@ def chromium_available() -> bool:
 
 
 @contextmanager
-def browser_page(width: int = 1400, height: int = 1000):
-    """A fresh headless Chromium page (its own profile, so no state is shared)."""
+def browser_pages(count: int, width: int = 1400, height: int = 1000):
+    """``count`` headless Chromium pages, each in its own browser context (own cookies and
+    storage, like separate users)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": width, "height": height})
-            page.set_default_timeout(60_000)
-            yield page
+            pages = []
+            for _ in range(count):
+                page = browser.new_context().new_page()
+                page.set_viewport_size({"width": width, "height": height})
+                page.set_default_timeout(60_000)
+                pages.append(page)
+            yield pages
         finally:
             browser.close()
+
+
+@contextmanager
+def browser_page(width: int = 1400, height: int = 1000):
+    """A fresh headless Chromium page (its own profile, so no state is shared)."""
+    with browser_pages(1, width, height) as (page,):
+        yield page
 
 
 def open_tab(page, tab: str):
@@ -86,6 +98,83 @@ def click_image(page, selector: str, x: float, y: float) -> None:
     left = box["x"] + (box["width"] - width * scale_x) / 2
     top = box["y"] + (box["height"] - height * scale_y) / 2
     page.mouse.click(left + (x + 0.5) * scale_x, top + (y + 0.5) * scale_y)
+
+
+def choose_model(page, model: str) -> None:
+    """Pick ``model`` in the prompted tab's dropdown and wait until the picture is ready."""
+    field = page.locator("#prompted-tab").get_by_label("Model")
+    field.click()
+    page.get_by_role("option", name=model, exact=True).click()
+    page.wait_for_function(
+        "m => document.querySelector('#prompted-picture .sd-status').innerText.includes(m)",
+        arg=model,
+        timeout=120_000,
+    )
+
+
+def open_photo(page, path: str) -> None:
+    """Upload ``path`` into the prompted tab's picture and wait until it can be clicked."""
+    panel = open_tab(page, "prompted")
+    panel.locator("#prompted-picture input[type=file]").set_input_files(path)
+    page.locator("#prompted-picture .sd-picture.sd-has-photo").wait_for(timeout=120_000)
+    page.wait_for_function(
+        "() => !document.querySelector('#prompted-picture .sd-picture')"
+        ".classList.contains('sd-busy')",
+        timeout=120_000,
+    )
+
+
+def click_picture(page, x: int, y: int, positive: bool = True) -> None:
+    """Click pixel (x, y) of the picture's photo (working pixels; the photo is drawn scaled)."""
+    photo = page.locator("#prompted-picture .sd-photo")
+    box = photo.bounding_box()
+    width = photo.evaluate("el => el.naturalWidth")
+    scale = box["width"] / width
+    page.mouse.click(
+        box["x"] + (x + 0.5) * scale,
+        box["y"] + (y + 0.5) * scale,
+        button="left" if positive else "right",
+    )
+
+
+def _on_photo(page, x: float, y: float) -> tuple[float, float]:
+    photo = page.locator("#prompted-picture .sd-photo")
+    box = photo.bounding_box()
+    scale = box["width"] / photo.evaluate("el => el.naturalWidth")
+    return box["x"] + (x + 0.5) * scale, box["y"] + (y + 0.5) * scale
+
+
+def drag_on_picture(page, start: tuple[int, int], end: tuple[int, int]) -> None:
+    """Drag from pixel ``start`` to pixel ``end`` of the picture's photo (a box prompt)."""
+    page.mouse.move(*_on_photo(page, *start))
+    page.mouse.down()
+    page.mouse.move(*_on_photo(page, *end), steps=5)
+    page.mouse.up()
+
+
+def wait_for_prompts(page, count: int) -> str:
+    """Wait until the picture shows the mask for ``count`` prompts; returns its status."""
+    status = page.locator("#prompted-picture .sd-status")
+    page.wait_for_function(
+        "([el, n]) => el.innerText.startsWith(n + ' prompt(s)')",
+        arg=[status.element_handle(), count],
+        timeout=60_000,
+    )
+    return status.inner_text()
+
+
+def drawn_mask(page):
+    """The mask the picture draws, ``HxW bool`` at the working size: the mask canvas's
+    non-transparent pixels."""
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    url = page.locator("#prompted-picture .sd-mask").evaluate("c => c.toDataURL('image/png')")
+    image = Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("RGBA")
+    return np.asarray(image)[..., 3] > 0
 
 
 def wait_until_still(locator, interval_ms: int = 400, timeout_ms: int = 30_000) -> None:
@@ -148,12 +237,9 @@ def take_screenshots(url: str, out_dir: Path) -> list[Path]:
             upload(panel, example)
             page.locator(result).first.wait_for(state="visible")
             shoot(page, tab)
-        panel = open_tab(page, "prompted")
-        upload(panel, flower_examples()[0])
-        panel.get_by_text("Click on it").first.wait_for()
-        page.wait_for_timeout(500)
-        click_image(page, "#prompted-canvas", 165, 134)  # the big yellow flower of this example
-        panel.get_by_text("1 prompt(s)").first.wait_for()
+        open_photo(page, flower_examples()[0])
+        click_picture(page, 165, 134)  # the big yellow flower of this example
+        wait_for_prompts(page, 1)
         shoot(page, "prompted")
         open_tab(page, "models")
         shoot(page, "models")

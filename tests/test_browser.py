@@ -7,7 +7,9 @@ installs it. On failure a screenshot of the page is saved in the test's temporar
 from __future__ import annotations
 
 import io
+import json
 import re
+from urllib.parse import urlparse
 
 import numpy as np
 import pytest
@@ -16,13 +18,19 @@ from scipy import ndimage
 
 from segdemo.browser import (
     browser_page,
+    browser_pages,
     chromium_available,
-    click_image,
+    click_picture,
+    drag_on_picture,
+    drawn_mask,
+    open_photo,
     open_tab,
     paint_strokes,
     upload,
+    wait_for_prompts,
 )
 from segdemo.clicks import first_click
+from segdemo.data.scenes import make_scene
 from segdemo.examples import flower_examples, ground_truth, scene_examples
 from segdemo.models.patch_classifier import output_size
 from segdemo.tasks.finetune import labels_from_mask
@@ -103,32 +111,32 @@ def test_maskrcnn_tab_shows_instances_and_the_semantic_comparison(page):
     panel.get_by_text(re.compile(r"\d+ instances")).first.wait_for()
 
 
-def mask_pixels(page, at_least_prompts: int) -> int:
-    """The mask's size from the status line, once it reports ``at_least_prompts`` prompts."""
-    status = page.locator("#prompted-status")
-    pattern = re.compile(rf"{at_least_prompts} prompt\(s\).*?([\d,]+) pixels", re.S)
-    page.wait_for_function(
-        "([el, p]) => new RegExp(p, 's').test(el.innerText)",
-        arg=[status.element_handle(), pattern.pattern],
-        timeout=60_000,
-    )
-    return int(pattern.search(status.inner_text()).group(1).replace(",", ""))
+def mask_pixels(page, prompts: int) -> int:
+    """The mask's size from the picture's status line, once it shows ``prompts`` prompts."""
+    status = wait_for_prompts(page, prompts)
+    return int(re.search(r"([\d,]+) pixels", status).group(1).replace(",", ""))
 
 
 def click_the_biggest_flower(page):
-    """In the prompted tab, upload the first flower example and click inside its biggest
-    flower; returns (panel, example pixels, that flower's mask, the click)."""
+    """In the prompted tab, upload the first flower example into the picture and click inside
+    its biggest flower; returns (panel, example pixels, that flower's mask, the click)."""
     example = flower_examples()[0]
     pixels = np.asarray(Image.open(example).convert("RGB"))
     regions, _ = ndimage.label(ground_truth(pixels) > 0)
     biggest = regions == np.argmax(np.bincount(regions.ravel())[1:]) + 1
     inside = first_click(biggest)
-    panel = open_tab(page, "prompted")
-    upload(panel, example)
-    panel.get_by_text("Click on it").first.wait_for(timeout=90_000)
-    assert natural_size(page, "#prompted-canvas") == pixels.shape[:2]
-    click_image(page, "#prompted-canvas", inside.x, inside.y)
+    open_photo(page, example)
+    panel = page.locator("#prompted-tab")
+    size = page.locator("#prompted-picture .sd-photo").evaluate(
+        "el => [el.naturalHeight, el.naturalWidth]"
+    )
+    assert tuple(size) == pixels.shape[:2]
+    click_picture(page, inside.x, inside.y)
     return panel, pixels, biggest, inside
+
+
+def picture_button(page, name: str):
+    return page.locator("#prompted-picture").get_by_role("button", name=name)
 
 
 def test_prompted_tab_click_remove_undo_and_clear(page):
@@ -136,23 +144,138 @@ def test_prompted_tab_click_remove_undo_and_clear(page):
     first = mask_pixels(page, 1)
     # The clicked flower is mostly in the mask, and the mask is not the whole picture.
     assert 0.3 * biggest.sum() < first < 0.5 * biggest.size
-    assert panel.get_by_text("estimated IoU").count() >= 1
+    assert np.array_equal(drawn_mask(page).sum(), first)
+    panel.get_by_text("estimated IoU").first.wait_for()  # the details, once the clicks pause
 
-    panel.locator("#prompted-mode").get_by_text("Remove").click()
+    picture_button(page, "Remove").click()
     ys, xs = np.nonzero(biggest)
     edge = (xs.max(), ys[np.argmax(xs)])  # the flower's rightmost pixel: part of the mask
-    click_image(page, "#prompted-canvas", *edge)
+    click_picture(page, *edge)
     second = mask_pixels(page, 2)
     assert second != first
 
-    panel.get_by_role("button", name="Undo last prompt").click()
+    picture_button(page, "Undo").click()
     assert mask_pixels(page, 1) == first
 
-    panel.get_by_role("button", name="Clear all").click()
-    page.wait_for_function(
-        "el => !el.innerText.includes('prompt(s)')",
-        arg=page.locator("#prompted-status").element_handle(),
+    picture_button(page, "Clear").click()
+    page.locator("#prompted-picture .sd-status").get_by_text("is ready").wait_for()
+    assert not drawn_mask(page).any()
+
+
+def read_png(path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("L")) > 127
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    return (a & b).sum() / max((a | b).sum(), 1)
+
+
+def test_the_drawn_mask_is_the_servers_mask_at_the_original_size(page, client, tmp_path):
+    """A photo larger than the working size, prompted with a positive click, a negative
+    right-click and a box drag: the mask drawn in the page, scaled to the photo's size, is the
+    mask /prompt_segment gives for the prompts the page reports. No request leaves 127.0.0.1."""
+    from gradio_client import handle_file
+
+    requests = []
+    page.on("request", lambda request: requests.append(request.url))
+    path = tmp_path / "street.png"
+    Image.fromarray(make_scene(11, "val", (900, 1500)).image).save(path)
+    open_photo(page, str(path))
+    page.wait_for_timeout(300)
+    click_picture(page, 500, 300)
+    wait_for_prompts(page, 1)
+    click_picture(page, 530, 330, positive=False)
+    wait_for_prompts(page, 2)
+    picture_button(page, "Box").click()
+    drag_on_picture(page, (380, 200), (700, 560))
+    wait_for_prompts(page, 3)
+
+    drawn = drawn_mask(page)
+    assert drawn.shape == (614, 1024) and drawn.any()
+    at_original = np.asarray(Image.fromarray(drawn).resize((1500, 900), Image.NEAREST))
+    page.get_by_text("Prompts as JSON").click()
+    points = page.locator("#prompted-points-json textarea")
+    page.wait_for_function("el => el.value.includes('box')", arg=points.element_handle())
+    prompts = json.loads(points.input_value())
+    assert [p["kind"] for p in prompts] == ["point", "point", "box"]
+    assert prompts[0]["x"] == pytest.approx(500.5 * 1500 / 1024, abs=1.5)
+    _, files, details = client.predict(
+        handle_file(str(path)),
+        json.dumps(prompts),
+        "",
+        "click_net",
+        True,
+        api_name="/prompt_segment",
     )
+    assert iou(at_original, read_png(files[details["best"]])) >= 0.99
+    hosts = {
+        urlparse(url).hostname
+        for url in requests
+        if urlparse(url).scheme in ("http", "https", "ws", "wss")
+    }
+    assert hosts == {"127.0.0.1"}, hosts
+
+
+def test_two_users_clicking_at_once_each_see_their_own_mask(app_url, client, tmp_path):
+    from gradio_client import handle_file
+
+    photos, clicks = [], [(100, 150), (220, 120)]
+    for seed in (12, 13):
+        photos.append(tmp_path / f"street-{seed}.png")
+        Image.fromarray(make_scene(seed, "val", (240, 320)).image).save(photos[-1])
+    expected = []
+    for photo, (x, y) in zip(photos, clicks, strict=True):
+        _, files, details = client.predict(
+            handle_file(str(photo)),
+            json.dumps([[x, y, 1]]),
+            "",
+            "click_net",
+            True,
+            api_name="/prompt_segment",
+        )
+        expected.append(read_png(files[details["best"]]))
+    assert iou(*expected) < 0.9  # the two users' masks are told apart
+    with browser_pages(2) as pages:
+        for page, photo in zip(pages, photos, strict=True):
+            page.goto(app_url)
+            open_photo(page, str(photo))
+        for page, (x, y) in zip(pages, clicks, strict=True):
+            click_picture(page, x, y)  # both clicks leave before either answer arrives
+        for page, mask in zip(pages, expected, strict=True):
+            wait_for_prompts(page, 1)
+            assert iou(drawn_mask(page), mask) >= 0.99
+
+
+def test_without_the_server_functions_clicks_go_through_the_queue(page):
+    """The page cannot reach the picture's server functions (a proxy that blocks them):
+    it says so, and upload, clicks and undo still work through Gradio's queue."""
+    page.route("**/component_server**", lambda route: route.abort())
+    page.reload()
+    panel, _, biggest, _ = click_the_biggest_flower(page)
+    first = mask_pixels(page, 1)
+    assert 0.3 * biggest.sum() < first < 0.5 * biggest.size
+    assert page.locator("#prompted-picture .sd-picture").get_attribute("data-path") == "queue"
+    click_picture(page, 20, 20, positive=False)
+    mask_pixels(page, 2)
+    picture_button(page, "Undo").click()
+    assert mask_pixels(page, 1) == first
+    notice = page.locator("#prompted-picture .sd-notice").inner_text()
+    assert "fast click path is not available" in notice and "queue" in notice
+
+
+def test_an_example_opens_in_the_picture(page):
+    example = scene_examples()[1]
+    open_tab(page, "prompted")
+    page.locator("#prompted-tab .gallery-item, #prompted-tab button.gallery").nth(
+        len(flower_examples()) + 1
+    ).click()
+    page.locator("#prompted-picture .sd-picture.sd-has-photo").wait_for(timeout=90_000)
+    size = page.locator("#prompted-picture .sd-photo").evaluate(
+        "el => [el.naturalHeight, el.naturalWidth]"
+    )
+    assert tuple(size) == np.asarray(Image.open(example)).shape[:2]
+    click_picture(page, 100, 100)
+    assert mask_pixels(page, 1) > 0
 
 
 def deepest_points(mask: np.ndarray, count: int) -> list[tuple[int, int]]:

@@ -11,6 +11,7 @@ const maskCanvas = root.querySelector(".sd-mask");
 const marks = root.querySelector(".sd-marks");
 const fileInput = root.querySelector(".sd-file");
 const statusLine = root.querySelector(".sd-status");
+const notice = root.querySelector(".sd-notice");
 const MAX_WAITING = 4; // clicks kept while one is answered; a flood beyond is refused
 const PAUSE_MS = 350; // the masks' details follow once the clicks pause this long
 const QUEUE_TIMEOUT_MS = 30000;
@@ -44,11 +45,9 @@ function useQueue(reason) {
   if (!fast) return;
   fast = false;
   root.dataset.path = "queue";
-  say(
-    `The fast click path is not available (${reason}): clicks now go through the ` +
-      "server's queue, which is slower.",
-    true,
-  );
+  notice.textContent =
+    `The fast click path is not available (${reason}): clicks go through the server's ` +
+    "queue instead, which is slower.";
 }
 
 async function begin() {

@@ -295,7 +295,8 @@ def build_tab(label_targets: list[list[gr.components.Component]] = ()) -> None:
                 "which replays them as clicks: the same masks come back."
             )
             points_json = gr.Textbox(
-                label="points [[x, y, label], ...] (1 = positive), or prompt objects"
+                label="points [[x, y, label], ...] (1 = positive), or prompt objects",
+                elem_id="prompted-points-json",
             )
             box_json = gr.Textbox(label="box [x0, y0, x1, y1] (replayed first), or empty")
             multimask = gr.Checkbox(value=True, label="three masks (multimask)")
