@@ -5,8 +5,10 @@ one warm-up call, then ``--repeats`` timed calls; the table gives the median and
 percentile. The references run in the same invocation, on the same machine and inputs:
 torchvision's ``maskrcnn_resnet50_fpn`` and SAM ViT-B, randomly initialised (the same compute as
 the released checkpoints, which cannot be downloaded here). Then the app is started and every
-endpoint is timed end to end through ``gradio_client``. Results go to ``docs/benchmarks.md``
-and ``docs/benchmarks.png``.
+endpoint is timed end to end through ``gradio_client``; then clicks in the prompted tab are
+timed in Chromium, from the pointer event to the frame that shows the mask, and simulated users
+load one server (``bench_clicks``). Results go to ``docs/benchmarks.md`` and
+``docs/benchmarks.png``.
 """
 
 from __future__ import annotations
@@ -387,17 +389,42 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--reference-repeats", type=int, default=3, help="runs per reference")
     parser.add_argument("--endpoint-repeats", type=int, default=5, help="runs per endpoint")
     parser.add_argument("--no-endpoints", action="store_true", help="skip the gradio_client part")
+    parser.add_argument(
+        "--clicks", type=int, default=20, help="timed clicks per prompted model in Chromium"
+    )
+    parser.add_argument("--no-browser", action="store_true", help="skip the clicks in Chromium")
+    parser.add_argument("--no-capacity", action="store_true", help="skip the simulated users")
     parser.add_argument("--out", default=str(REPO_ROOT / "docs" / "benchmarks.md"))
     return parser
+
+
+def run_clicks(args: argparse.Namespace) -> str:
+    """Clicks in Chromium and the simulated users (``bench_clicks``), as Markdown."""
+    from segdemo import bench_clicks
+    from segdemo.browser import chromium_available
+    from segdemo.registry import is_available, list_models
+
+    latency, load = [], None
+    if not args.no_browser:
+        if chromium_available():
+            models = [m for m in list_models(task="prompted") if is_available(m)]
+            models.sort(key=lambda m: m != "click_net")  # the tab's default first
+            latency = bench_clicks.click_latency(_flowers(), models, args.clicks)
+        else:
+            print("skip the clicks in Chromium: no Chromium at /usr/bin/chromium")
+    if not args.no_capacity:
+        load = bench_clicks.capacity(_flowers())
+    return bench_clicks.render(latency, load) if latency or load else ""
 
 
 def main(args: argparse.Namespace) -> None:
     rows, baseline = run_cases(args.repeats, args.reference_repeats)
     endpoints = [] if args.no_endpoints else run_endpoints(args.endpoint_repeats)
+    clicks = run_clicks(args)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     plot(rows, out.with_suffix(".png"))
-    out.write_text(render(rows, baseline, endpoints))
+    out.write_text(render(rows, baseline, endpoints).rstrip() + "\n\n" + clicks + "\n")
     print(out.read_text())
 
 

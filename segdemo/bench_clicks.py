@@ -32,8 +32,8 @@ from PIL import Image
 WARM_UP = 2  # clicks not counted: the first calls allocate and pick kernels
 CLICK_EVERY_S = 1.0
 TARGET_P90_MS = 150.0
-USER_COUNTS = (1, 2, 4, 6, 8, 12, 16, 24)
-SECONDS_PER_COUNT = 12.0
+USER_COUNTS = (1, 2, 4, 8, 12, 16, 20, 24, 32)
+SECONDS_PER_COUNT = 10.0
 
 
 def click_points(size: tuple[int, int], count: int, seed: int = 0) -> list[tuple[int, int, bool]]:

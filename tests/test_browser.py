@@ -145,7 +145,11 @@ def test_prompted_tab_click_remove_undo_and_clear(page):
     # The clicked flower is mostly in the mask, and the mask is not the whole picture.
     assert 0.3 * biggest.sum() < first < 0.5 * biggest.size
     assert np.array_equal(drawn_mask(page).sum(), first)
-    panel.get_by_text("estimated IoU").first.wait_for()  # the details, once the clicks pause
+    # Once the clicks pause the details follow, and stop being marked stale.
+    panel.get_by_text("estimated IoU").first.wait_for()
+    page.wait_for_function(
+        "() => !document.getElementById('prompted-details').classList.contains('sd-stale')"
+    )
 
     picture_button(page, "Remove").click()
     ys, xs = np.nonzero(biggest)
