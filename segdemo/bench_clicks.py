@@ -151,7 +151,11 @@ def reference_demo(photo: str, model: str):
     with gr.Blocks() as demo:
         session = gr.State(prompt_session.PromptSession(model))
         canvas = gr.Image(
-            prepared.pixels, type="numpy", format="png", interactive=False, height=480,
+            prepared.pixels,
+            type="numpy",
+            format="png",
+            interactive=False,
+            height=480,
             elem_id="reference-canvas",
         )
         gallery = gr.Gallery(columns=3, height=200)

@@ -137,7 +137,7 @@ def click_picture(page, x: int, y: int, positive: bool = True) -> None:
     )
 
 
-def _on_photo(page, x: float, y: float) -> tuple[float, float]:
+def on_photo(page, x: float, y: float) -> tuple[float, float]:
     photo = page.locator("#prompted-picture .sd-photo")
     box = photo.bounding_box()
     scale = box["width"] / photo.evaluate("el => el.naturalWidth")
@@ -146,9 +146,9 @@ def _on_photo(page, x: float, y: float) -> tuple[float, float]:
 
 def drag_on_picture(page, start: tuple[int, int], end: tuple[int, int]) -> None:
     """Drag from pixel ``start`` to pixel ``end`` of the picture's photo (a box prompt)."""
-    page.mouse.move(*_on_photo(page, *start))
+    page.mouse.move(*on_photo(page, *start))
     page.mouse.down()
-    page.mouse.move(*_on_photo(page, *end), steps=5)
+    page.mouse.move(*on_photo(page, *end), steps=5)
     page.mouse.up()
 
 
@@ -163,16 +163,16 @@ def wait_for_prompts(page, count: int) -> str:
     return status.inner_text()
 
 
-def drawn_mask(page):
-    """The mask the picture draws, ``HxW bool`` at the working size: the mask canvas's
-    non-transparent pixels."""
+def drawn_mask(page, canvas: str = ".sd-mask"):
+    """The mask the picture draws, ``HxW bool`` at the working size: the non-transparent
+    pixels of its mask canvas (or of ``.sd-preview``, the hover preview's)."""
     import base64
     import io
 
     import numpy as np
     from PIL import Image
 
-    url = page.locator("#prompted-picture .sd-mask").evaluate("c => c.toDataURL('image/png')")
+    url = page.locator(f"#prompted-picture {canvas}").evaluate("c => c.toDataURL('image/png')")
     image = Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("RGBA")
     return np.asarray(image)[..., 3] > 0
 

@@ -23,6 +23,7 @@ from segdemo.browser import (
     click_picture,
     drag_on_picture,
     drawn_mask,
+    on_photo,
     open_photo,
     open_tab,
     paint_strokes,
@@ -248,6 +249,24 @@ def test_two_users_clicking_at_once_each_see_their_own_mask(app_url, client, tmp
         for page, mask in zip(pages, expected, strict=True):
             wait_for_prompts(page, 1)
             assert iou(drawn_mask(page), mask) >= 0.99
+
+
+def test_the_hover_preview_shows_the_mask_a_click_would_give(page):
+    example = flower_examples()[0]
+    open_photo(page, example)
+    picture_button(page, "Hover preview").click()
+    x, y = 165, 134
+    page.mouse.move(*on_photo(page, x, y))
+    page.wait_for_function(
+        "p => document.querySelector('#prompted-picture .sd-picture').dataset.preview === p",
+        arg=f"{x},{y}",
+    )
+    previewed = drawn_mask(page, ".sd-preview")
+    assert previewed.any() and not drawn_mask(page).any()
+    click_picture(page, x, y)
+    wait_for_prompts(page, 1)
+    assert iou(drawn_mask(page), previewed) >= 0.99
+    assert not drawn_mask(page, ".sd-preview").any()  # a click ends the preview
 
 
 def test_without_the_server_functions_clicks_go_through_the_queue(page):

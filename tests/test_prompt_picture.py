@@ -192,3 +192,14 @@ def test_two_pages_see_only_their_own_masks_even_with_one_session_hash(app_url, 
         exported = pages[k].call("export", {"token": pages[k].token, "what": "mask"})
         assert np.array_equal(np.asarray(decoded(exported["data"])) > 0, replayed.current.mask)
     assert answers[0][-1]["image"] != answers[1][-1]["image"]
+
+
+def test_the_hover_preview_is_the_first_click_and_changes_nothing(app_url, photos):
+    page = PictureClient(app_url)
+    page.open(photos[0])
+    shown = page.call("preview", {"token": page.token, "x": 150, "y": 120})
+    clicked = page.point(150, 120)
+    assert np.array_equal(drawn_mask(shown), drawn_mask(clicked))
+    assert clicked["version"] == 2  # open, click: the preview was not a change
+    # Once there is a prompt there is nothing to preview.
+    assert page.call("preview", {"token": page.token, "x": 10, "y": 10}) == {"skipped": True}

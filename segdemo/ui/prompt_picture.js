@@ -8,6 +8,7 @@ const stage = root.querySelector(".sd-stage");
 const frame = root.querySelector(".sd-frame");
 const photo = root.querySelector(".sd-photo");
 const maskCanvas = root.querySelector(".sd-mask");
+const previewCanvas = root.querySelector(".sd-preview");
 const marks = root.querySelector(".sd-marks");
 const fileInput = root.querySelector(".sd-file");
 const statusLine = root.querySelector(".sd-status");
@@ -115,6 +116,7 @@ async function show(view, startedAt = null, answeredAt = null) {
   if (newImage && view.size) {
     [maskCanvas.width, maskCanvas.height] = view.size;
     [marks.width, marks.height] = view.size;
+    [previewCanvas.width, previewCanvas.height] = view.size; // also clears the preview
     frame.style.setProperty("--aspect", String(view.size[0] / view.size[1]));
     corner = null;
   }
@@ -222,6 +224,51 @@ watch("value", () => {
   if (value.photo) props.value = { token }; // the photo need not travel back with later events
 });
 
+// Hover preview: before the first click, the mask a click under the pointer would give.
+// One request at a time; the pointer's latest position is the next one asked about.
+let hover = false;
+let hoverAt = null;
+let hoverBusy = false;
+
+function clearPreview() {
+  hoverAt = null;
+  previewCanvas.getContext("2d").clearRect(0, 0, previewCanvas.width, previewCanvas.height);
+}
+
+function previewWanted() {
+  return hover && fast && shown && shown.image && shown.prompts.length === 0 && !inFlight;
+}
+
+async function askPreview() {
+  if (hoverBusy || !hoverAt || !previewWanted()) return;
+  hoverBusy = true;
+  const at = hoverAt;
+  let again = false;
+  try {
+    const answer = await server.preview({ token, x: at.x, y: at.y });
+    again = Boolean(answer.skipped); // the model was busy: ask once more in a moment
+    if (answer.mask && previewWanted() && hoverAt && answer.image === shown.image) {
+      const mask = await decode(answer.mask);
+      const ctx = previewCanvas.getContext("2d");
+      ctx.clearRect(0, 0, previewCanvas.width, previewCanvas.height);
+      if (previewWanted() && hoverAt) ctx.drawImage(mask, 0, 0);
+      root.dataset.preview = `${at.x},${at.y}`;
+    }
+  } catch (err) {
+    hover = false; // the preview is a help, not a must: it stops quietly
+  } finally {
+    hoverBusy = false;
+  }
+  if (again) setTimeout(askPreview, 50);
+  else if (hoverAt && hoverAt !== at) askPreview();
+}
+
+root.querySelector('[data-action="hover"]').addEventListener("click", (event) => {
+  hover = !hover;
+  event.currentTarget.setAttribute("aria-pressed", String(hover));
+  if (!hover) clearPreview();
+});
+
 // Input: pixels of the working image under the pointer.
 
 function pixelAt(event) {
@@ -248,6 +295,7 @@ marks.addEventListener("contextmenu", (event) => event.preventDefault());
 marks.addEventListener("pointerdown", (event) => {
   if (!shown || !shown.image) return;
   event.preventDefault();
+  clearPreview();
   const at = pixelAt(event);
   const mode = root.dataset.mode;
   if (mode === "box" && event.button === 0) {
@@ -261,7 +309,12 @@ marks.addEventListener("pointerdown", (event) => {
 });
 marks.addEventListener("pointermove", (event) => {
   if (dragging) drawMarks(boxOf(dragging.from, pixelAt(event)));
+  else if (previewWanted()) {
+    hoverAt = pixelAt(event);
+    askPreview();
+  }
 });
+marks.addEventListener("pointerleave", clearPreview);
 marks.addEventListener("pointerup", (event) => {
   if (!dragging) return;
   const { from, startedAt } = dragging;

@@ -363,6 +363,26 @@ def export(payload: dict) -> dict:
         return {"name": "mask.png", "data": data_url(Image.fromarray(mask))}
 
 
+@_answers_errors
+def preview(payload: dict) -> dict:
+    """``{"token", "x", "y"}`` -> the mask a first click there would give, before any click
+    (the hover preview). Nothing is stored, and a preview never waits: when a model call is
+    running it answers ``{"skipped": true}`` and the page asks again as the pointer moves."""
+    token = checked_token(payload)
+    picture = STORE.get(token)
+    prepared = require_image(picture)
+    if picture.session.prompts:
+        return {"skipped": True}
+    point = _to_original({**payload, "kind": "point", "label": 1}, prepared)
+    if not MODEL_SLOTS.acquire(blocking=False):
+        return {"skipped": True}
+    try:
+        session = prompt_session.click(PromptSession(picture.session.model), prepared, point, token)
+    finally:
+        MODEL_SLOTS.release()
+    return {"image": prepared.digest, "mask": mask_png(session.current.mask)}
+
+
 def queued(value, evt: gr.SelectData) -> dict:
     """The same operations through Gradio's queue: the page's fallback. The token is the
     component's value (a new one if the page could not get one). A failure comes back in
@@ -390,7 +410,7 @@ def picture_component(**kwargs) -> gr.HTML:
         html_template=TEMPLATE,
         css_template=STYLE,
         js_on_load=SCRIPT,
-        server_functions=[start, operate, export],
+        server_functions=[start, operate, export, preview],
         apply_default_css=False,
         **kwargs,
     )
