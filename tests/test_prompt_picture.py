@@ -154,8 +154,11 @@ def test_the_queued_fallback_gives_the_same_view_and_reports_errors_in_it(photos
 # Over HTTP, through the app's server functions: the route that skips the queue.
 
 
-def test_server_functions_answer_errors_as_messages(app_url, photos):
+def test_server_functions_answer_errors_as_messages(app_url, photos, tmp_path):
     page = PictureClient(app_url)
+    junk = tmp_path / "notes.png"
+    junk.write_text("not pixels")
+    assert "not an image that can be read" in page.open(str(junk))["error"]
     assert prompt_picture.TOKEN.fullmatch(page.token)
     assert "first" in page.point(10, 10)["error"]  # no photo yet
     for path in (photos[0], "/etc/passwd", "app.py"):  # not uploaded through the page
