@@ -48,13 +48,14 @@ def queue_group(name: str) -> dict:
     return {"concurrency_id": name, "concurrency_limit": CONCURRENCY_LIMITS[name]}
 
 
-def image_input(label: str = "Image") -> gr.Image:
+def image_input(label: str = "Image", **kwargs) -> gr.Image:
     """An upload box whose decoding failures become messages a user can act on.
 
     type="filepath": the app decodes the file itself (``imaging.prepare_image``), so EXIF,
     bit depth and size limits are handled in one place for the browser and the API alike.
     """
-    component = gr.Image(label=label, type="filepath", sources=["upload", "clipboard"], height=360)
+    options = {"type": "filepath", "sources": ["upload", "clipboard"], "height": 360, **kwargs}
+    component = gr.Image(label=label, **options)
     # Gradio opens the upload with PIL before any handler runs, and a file that is not an image
     # would fail there with a generic error. Wrapping this one instance's method (rather than
     # subclassing gr.Image, which makes gradio write a .pyi stub beside this file) fixes that.

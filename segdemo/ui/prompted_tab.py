@@ -23,6 +23,7 @@ from segdemo.tasks.prompt_session import PromptSession, Step, parse_prompts, rep
 from segdemo.tasks.prompted import EVERYTHING_MIN_IOU, segment_everything
 from segdemo.ui import prompt_picture
 from segdemo.ui.common import (
+    image_input,
     load_input,
     queue_group,
     result_image,
@@ -264,7 +265,7 @@ def build_tab(label_targets: list[list[gr.components.Component]] = ()) -> None:
             with gr.Column(scale=3):
                 picture = prompt_picture.picture_component(elem_id="prompted-picture")
                 # The examples' photo, and the JSON API's; the page shows the picture.
-                photo_file = gr.Image(type="filepath", visible=False)
+                photo_file = image_input("Photo", visible=False)
                 examples = gr.Examples(
                     flower_examples() + scene_examples(), inputs=[photo_file], label="Examples"
                 )
