@@ -105,17 +105,41 @@ def test_a_box_confines_the_mask_and_undo_and_clear_need_no_model(photos):
     assert not after.session.current.mask[130, 160]
     undone = store.update(token, lambda p: prompt_picture.undo(p, token))
     assert np.array_equal(undone.session.current.mask, mask)
-    assert undone.version == after.version + 1
+    assert undone.version > after.version
     cleared = store.update(token, lambda p: prompt_picture.clear(p, token))
     assert cleared.session.current is None and cleared.prepared is not None
+
+
+def test_only_issued_tokens_open_a_picture():
+    token = prompt_picture.new_token()
+    assert prompt_picture.checked_token({"token": token}) == token
+    forged = token[:16] + ("0" if token[16] != "0" else "1") + token[17:]
+    for value in ({"token": forged}, {"token": "x" * 32}, {"token": 7}, {}, None):
+        with pytest.raises(PictureError, match="reload the page"):
+            prompt_picture.checked_token(value)
+
+
+def test_a_click_on_a_photo_that_was_replaced_is_refused(photos):
+    store, token = opened(photos[0])
+    first = store.get(token).prepared.digest
+    store.update(token, lambda p: prompt_picture.open_image(p, photos[1], token))
+    prompt = {"kind": "point", "x": 150, "y": 120, "label": 1}
+    with pytest.raises(PictureError, match="photo changed"):
+        store.update(token, lambda p: prompt_picture.add_prompt(p, prompt, token, first))
+    current = store.get(token).prepared.digest
+    picture = store.update(token, lambda p: prompt_picture.add_prompt(p, prompt, token, current))
+    assert len(picture.session.prompts) == 1
 
 
 def test_the_store_is_bounded_and_a_busy_page_is_refused_not_queued(photos, monkeypatch):
     store = PictureStore(max_pages=3)
     tokens = [prompt_picture.new_token() for _ in range(5)]
-    for token in tokens:
-        store.get(token)
+    versions = [store.update(token, lambda p: p.changed()).version for token in tokens]
+    assert len(store) == 3 and versions == sorted(versions)
+    store.get(prompt_picture.new_token())  # reading a page that has nothing stores nothing
     assert len(store) == 3
+    # A page pushed out and opened again still counts its versions upwards.
+    assert store.update(tokens[0], lambda p: p.changed()).version > versions[-1]
     monkeypatch.setattr(prompt_picture, "BUSY_SECONDS", 0.2)
     inside, release = threading.Event(), threading.Event()
 
@@ -144,8 +168,10 @@ def test_the_queued_fallback_gives_the_same_view_and_reports_errors_in_it(photos
         store.get(token).prepared, store.get(token).session.prompts, "click_net", "s"
     )
     assert np.array_equal(drawn_mask(queued), replayed.current.mask)
-    refused = prompt_picture.queued({"token": token}, SimpleNamespace(value={"op": "paint"}))
+    event = SimpleNamespace(value={"op": "paint", "request": 7})
+    refused = prompt_picture.queued({"token": token}, event)
     assert "Unknown operation" in refused["error"] and refused["version"] == queued["version"]
+    assert refused["request"] == 7  # the page matches an answer to its request
     # A page without a token gets a new one, with an empty picture.
     fresh = prompt_picture.queued({}, SimpleNamespace(value={"op": "undo"}))
     assert fresh["token"] != token and fresh["image"] is None
@@ -199,10 +225,11 @@ def test_two_pages_see_only_their_own_masks_even_with_one_session_hash(app_url, 
 
 def test_the_hover_preview_is_the_first_click_and_changes_nothing(app_url, photos):
     page = PictureClient(app_url)
-    page.open(photos[0])
+    opened_version = page.open(photos[0])["version"]
     shown = page.call("preview", {"token": page.token, "x": 150, "y": 120})
+    assert page.operate("undo")["prompts"] == []  # the preview added no prompt
     clicked = page.point(150, 120)
     assert np.array_equal(drawn_mask(shown), drawn_mask(clicked))
-    assert clicked["version"] == 2  # open, click: the preview was not a change
+    assert clicked["version"] > opened_version
     # Once there is a prompt there is nothing to preview.
     assert page.call("preview", {"token": page.token, "x": 10, "y": 10}) == {"skipped": True}

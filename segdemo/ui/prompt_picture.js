@@ -26,7 +26,8 @@ let dragging = null;
 let inFlight = false;
 const waiting = [];
 let pauseTimer = null;
-let queueAnswer = null;
+let queueAnswer = null; // [request id, resolve] of the operation waiting for the queue
+let requests = 0;
 window.segdemoTimings = window.segdemoTimings || [];
 
 function describe(err) {
@@ -105,14 +106,35 @@ async function decode(url) {
   return image;
 }
 
-async function show(view, startedAt = null, answeredAt = null) {
-  if (shown && view.version < shown.version && view.image === shown.image) return; // older
-  const newImage = !shown || view.image !== shown.image;
+let showing = Promise.resolve();
+
+// Views are drawn one after another, in the order they arrive, each checked once its images
+// are decoded: an older answer never covers a newer one.
+function show(view, startedAt = null, answeredAt = null) {
+  showing = showing
+    .then(() => draw(view, startedAt, answeredAt))
+    .catch((err) => say(describe(err), true));
+  return showing;
+}
+
+function stale(view) {
+  if (!shown) return false;
+  if (view.version < shown.version) return true;
+  return view.image !== shown.image && view.image && !view.photo; // a photo not on screen
+}
+
+async function draw(view, startedAt, answeredAt) {
+  if (stale(view)) {
+    if (view.error) say(view.error, true);
+    return;
+  }
   if (view.photo) {
     photo.src = view.photo;
     await photo.decode();
   }
   const mask = view.mask ? await decode(view.mask) : null;
+  if (stale(view)) return;
+  const newImage = !shown || view.image !== shown.image;
   if (newImage && view.size) {
     [maskCanvas.width, maskCanvas.height] = view.size;
     [marks.width, marks.height] = view.size;
@@ -155,29 +177,34 @@ function afterPause() {
 }
 
 function viaQueue(operation) {
+  const request = ++requests;
   return new Promise((resolve) => {
     const timer = setTimeout(() => {
       queueAnswer = null;
       resolve({ error: "The server did not answer in time: try again." });
     }, QUEUE_TIMEOUT_MS);
-    queueAnswer = (value) => {
-      clearTimeout(timer);
-      queueAnswer = null;
-      resolve(value);
-    };
-    trigger("select", { index: 0, value: operation });
+    queueAnswer = [
+      request,
+      (value) => {
+        clearTimeout(timer);
+        queueAnswer = null;
+        resolve(value);
+      },
+    ];
+    trigger("select", { index: 0, value: { ...operation, request } });
   });
 }
 
 async function ask(operation) {
-  if (fast) {
-    try {
-      return await server.operate({ ...operation, token });
-    } catch (err) {
-      useQueue(describe(err));
-    }
+  await ready;
+  if (!fast) return viaQueue(operation);
+  try {
+    return await server.operate({ ...operation, token });
+  } catch (err) {
+    // The call may have been applied before the connection failed: it is not sent again.
+    useQueue(describe(err));
+    return { error: "The server did not answer that click: click again." };
   }
-  return viaQueue(operation);
 }
 
 function send(operation, startedAt = null) {
@@ -219,7 +246,7 @@ watch("value", () => {
   const value = props.value;
   if (!value || typeof value !== "object") return;
   if (value.token) token = value.token;
-  if (queueAnswer) queueAnswer(value);
+  if (queueAnswer && value.request === queueAnswer[0]) queueAnswer[1](value);
   else if (value.version !== undefined) show(value).then(afterPause);
   if (value.photo) props.value = { token }; // the photo need not travel back with later events
 });
@@ -245,6 +272,7 @@ async function askPreview() {
   const at = hoverAt;
   let again = false;
   try {
+    await ready;
     const answer = await server.preview({ token, x: at.x, y: at.y });
     again = Boolean(answer.skipped); // the model was busy: ask once more in a moment
     if (answer.mask && previewWanted() && hoverAt && answer.image === shown.image) {
@@ -288,7 +316,8 @@ function boxOf(a, b) {
 
 function sendBox(a, b, startedAt) {
   const box = boxOf(a, b);
-  send({ op: "prompt", prompt: { kind: "box", box: [box.x0, box.y0, box.x1, box.y1] } }, startedAt);
+  const prompt = { kind: "box", box: [box.x0, box.y0, box.x1, box.y1] };
+  send({ op: "prompt", prompt, image: shown.image }, startedAt);
 }
 
 marks.addEventListener("contextmenu", (event) => event.preventDefault());
@@ -304,8 +333,8 @@ marks.addEventListener("pointerdown", (event) => {
     return;
   }
   const positive = event.button === 0 && mode === "add";
-  send({ op: "prompt", prompt: { kind: "point", x: at.x, y: at.y, label: positive ? 1 : 0 } },
-    event.timeStamp);
+  const prompt = { kind: "point", x: at.x, y: at.y, label: positive ? 1 : 0 };
+  send({ op: "prompt", prompt, image: shown.image }, event.timeStamp);
 });
 marks.addEventListener("pointermove", (event) => {
   if (dragging) drawMarks(boxOf(dragging.from, pixelAt(event)));
@@ -315,6 +344,10 @@ marks.addEventListener("pointermove", (event) => {
   }
 });
 marks.addEventListener("pointerleave", clearPreview);
+marks.addEventListener("pointercancel", () => {
+  dragging = null;
+  if (shown) drawMarks();
+});
 marks.addEventListener("pointerup", (event) => {
   if (!dragging) return;
   const { from, startedAt } = dragging;
@@ -347,12 +380,16 @@ async function openFile(file) {
 }
 
 async function exportPng(what) {
-  const answer = await server.export({ token, what });
-  if (answer.error) return say(answer.error, true);
-  const link = document.createElement("a");
-  link.href = answer.data;
-  link.download = answer.name;
-  link.click();
+  try {
+    const answer = await server.export({ token, what });
+    if (answer.error) return say(answer.error, true);
+    const link = document.createElement("a");
+    link.href = answer.data;
+    link.download = answer.name;
+    link.click();
+  } catch (err) {
+    say(`The download failed: ${describe(err)}`, true);
+  }
 }
 
 root.querySelectorAll("[data-mode]").forEach((button) => {
@@ -398,4 +435,4 @@ window.addEventListener("paste", (event) => {
 });
 
 say("Drop a photo here, upload one, or pick an example.");
-begin();
+const ready = begin(); // every call waits for the page's token

@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import base64
 import functools
+import hashlib
+import hmac
 import io
+import itertools
 import logging
 import re
 import secrets
@@ -37,7 +40,7 @@ from scipy import ndimage
 from segdemo.imaging import PreparedImage
 from segdemo.tasks import prompt_session
 from segdemo.tasks.prompt_session import PromptSession
-from segdemo.tasks.prompted import embed
+from segdemo.tasks.prompted import PromptError, embed
 from segdemo.ui.common import USER_ERRORS, load_input, notes_markdown, to_uint8_mask
 
 log = logging.getLogger("segdemo")
@@ -53,14 +56,19 @@ BUSY_SECONDS = 5.0  # a page's call waits this long for its previous one, then i
 # Two CPU cores, and torch already spreads one model call over both: more calls at once only
 # slow each one down, so clicks of different users take turns.
 MODEL_SLOTS = threading.BoundedSemaphore(1)
-TOKEN = re.compile(r"[A-Za-z0-9_-]{32}")
+TOKEN = re.compile(r"[0-9a-f]{32}")
 # What the page draws: palette index 1 is the mask's fill, 2 its outline; 0 is transparent.
 MASK_PALETTE = [0, 0, 0, 30, 144, 255, 255, 255, 255]
 MASK_ALPHA = bytes([0, 120, 255])
 
 
-class PictureError(ValueError):
+class PictureError(PromptError):
     """A call the page cannot make now; the message says what to do."""
+
+
+# One counter for all pages: a page whose picture was dropped and opened again still gets
+# versions above those it has shown.
+VERSIONS = itertools.count(1)
 
 
 @dataclass(frozen=True)
@@ -76,7 +84,7 @@ class Picture:
     version: int = 0
 
     def changed(self, **changes) -> Picture:
-        return replace(self, version=self.version + 1, **changes)
+        return replace(self, version=next(VERSIONS), **changes)
 
 
 class PictureStore:
@@ -90,14 +98,21 @@ class PictureStore:
         self._lock = threading.Lock()
 
     def get(self, token: str) -> Picture:
+        """The page's picture (an empty one, not stored, for a page that has none yet)."""
         with self._lock:
-            picture = self._pictures.get(token, Picture())
+            picture = self._pictures.get(token)
+            if picture is None:
+                return Picture()
+            self._pictures.move_to_end(token)
+            return picture
+
+    def _put(self, token: str, picture: Picture) -> None:
+        with self._lock:
             self._pictures[token] = picture
             self._pictures.move_to_end(token)
             while len(self._pictures) > self.max_pages:
                 old, _ = self._pictures.popitem(last=False)
                 self._locks.pop(old, None)
-            return picture
 
     @contextmanager
     def turn(self, token: str) -> Iterator[None]:
@@ -114,8 +129,7 @@ class PictureStore:
         """Apply ``change`` to the page's picture; stored only if it succeeds."""
         with self.turn(token):
             picture = change(self.get(token))
-            with self._lock:
-                self._pictures[token] = picture
+            self._put(token, picture)
             return picture
 
     def __len__(self) -> int:
@@ -125,14 +139,26 @@ class PictureStore:
 STORE = PictureStore()
 
 
+SECRET = secrets.token_bytes(32)  # per server process: tokens of an earlier run are refused
+
+
+def _signature(nonce: str) -> str:
+    return hmac.new(SECRET, nonce.encode(), hashlib.sha256).hexdigest()[:16]
+
+
 def new_token() -> str:
-    return secrets.token_urlsafe(24)
+    """A page's token: a random part and the server's signature of it, so that only tokens
+    the server issued open a picture."""
+    nonce = secrets.token_hex(8)
+    return nonce + _signature(nonce)
 
 
 def checked_token(value) -> str:
     """The page's token from a call's payload or the component's value."""
     token = value.get("token") if isinstance(value, dict) else None
-    if not isinstance(token, str) or not TOKEN.fullmatch(token):
+    if not (isinstance(token, str) and TOKEN.fullmatch(token)) or not hmac.compare_digest(
+        token[16:], _signature(token[:16])
+    ):
         raise PictureError("This page lost its session with the server: reload the page.")
     return token
 
@@ -148,12 +174,16 @@ def open_image(picture: Picture, path: str, token: str) -> Picture:
     return picture.changed(prepared=prepared, session=session, source=str(path))
 
 
-def add_prompt(picture: Picture, prompt: dict, token: str) -> Picture:
+def add_prompt(picture: Picture, prompt: dict, token: str, image: str | None = None) -> Picture:
     """A point ``{"kind": "point", "x", "y", "label"}`` or a box ``{"kind": "box", "box"}``
-    in working pixels, as the page measures them, added to the session."""
+    in working pixels, as the page measures them, added to the session. ``image``: the digest
+    of the photo the page clicked, when it says; a click on a photo that has since been
+    replaced is refused."""
     prepared = require_image(picture)
+    if image is not None and image != prepared.digest:
+        raise PictureError("The photo changed before that click arrived: click again.")
     prompt = _to_original(prompt, prepared)
-    with MODEL_SLOTS:
+    with model_turn():
         session = prompt_session.click(picture.session, prepared, prompt, token)
     return picture.changed(session=session)
 
@@ -175,9 +205,19 @@ def change_model(picture: Picture, model: str, token: str) -> Picture:
     if picture.prepared is None:
         return picture.changed(session=PromptSession(model))
     embed(picture.prepared, model, token)
-    with MODEL_SLOTS:
+    with model_turn():
         session = prompt_session.change_model(picture.session, picture.prepared, model, token)
     return picture.changed(session=session)
+
+
+@contextmanager
+def model_turn() -> Iterator[None]:
+    if not MODEL_SLOTS.acquire(timeout=BUSY_SECONDS):
+        raise PictureError("The server is busy with other users' clicks: click again.")
+    try:
+        yield
+    finally:
+        MODEL_SLOTS.release()
 
 
 def require_image(picture: Picture) -> PreparedImage:
@@ -332,8 +372,8 @@ def perform(token: str, payload: dict) -> tuple[Picture, bool]:
         path = _uploaded(payload.get("path"))
         return STORE.update(token, lambda p: open_image(p, path, token)), True
     if operation == "prompt":
-        prompt = payload.get("prompt")
-        return STORE.update(token, lambda p: add_prompt(p, prompt, token)), False
+        prompt, image = payload.get("prompt"), payload.get("image")
+        return STORE.update(token, lambda p: add_prompt(p, prompt, token, image)), False
     if operation in ("undo", "clear"):
         change = undo if operation == "undo" else clear
         return STORE.update(token, lambda p: change(p, token)), False
@@ -388,19 +428,25 @@ def queued(value, evt: gr.SelectData) -> dict:
     component's value (a new one if the page could not get one). A failure comes back in
     the view's ``error``, so the page, waiting for this answer, always gets one."""
     payload = evt.value if isinstance(evt.value, dict) else {}
-    try:
-        token = checked_token(value)
-    except PictureError:
-        token = new_token()
+    token = token_or_new(value)
+    answered = {"request": payload.get("request")}  # so the page knows its answer
     try:
         picture, new_photo = perform(token, payload)
     except (PictureError, *USER_ERRORS) as err:
-        return {**view(STORE.get(token), token), "error": str(err)}
+        return {**view(STORE.get(token), token), **answered, "error": str(err)}
     except Exception as err:
         log.exception("unexpected error in a queued picture operation")
         message = f"Something went wrong ({type(err).__name__}): try again."
-        return {**view(STORE.get(token), token), "error": message}
-    return view(picture, token, with_photo=new_photo)
+        return {**view(STORE.get(token), token), **answered, "error": message}
+    return {**view(picture, token, with_photo=new_photo), **answered}
+
+
+def token_or_new(value) -> str:
+    """The component value's token, or a new one for a page that could not get one."""
+    try:
+        return checked_token(value)
+    except PictureError:
+        return new_token()
 
 
 def picture_component(**kwargs) -> gr.HTML:

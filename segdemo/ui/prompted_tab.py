@@ -154,7 +154,7 @@ def details(value):
 @user_errors
 def load_example(path, value):
     """An example picked below the picture: opened as an upload would be."""
-    token = _token(value)
+    token = prompt_picture.token_or_new(value)  # a page on the queue fallback may have none
     picture = STORE.update(token, lambda p: prompt_picture.open_image(p, path, token))
     return view(picture, token, with_photo=True)
 
@@ -162,7 +162,7 @@ def load_example(path, value):
 @user_errors
 def change_model(value, model_name: str):
     """Prepare the image for the chosen model and replay the current prompts with it."""
-    token = _token(value)
+    token = prompt_picture.token_or_new(value)
     picture = STORE.update(token, lambda p: prompt_picture.change_model(p, model_name, token))
     return view(picture, token)
 
@@ -221,9 +221,13 @@ def prompt_segment(
     The prompts are replayed in order as clicks would be (the box first when it is given
     apart), so the masks are the ones clicking them in the tab gives.
     """
+    return _replayed(image_path, points_json, box_json, model_name, multimask, _key(request))
+
+
+def _replayed(image_path, points_json, box_json, model_name, multimask, key: str):
     prepared = load_input(image_path)
     prompts = parse_prompts(points_json, box_json, prepared.original_size)
-    session = replay(prepared, prompts, model_name, _key(request), bool(multimask))
+    session = replay(prepared, prompts, model_name, key, bool(multimask))
     step = session.current
     originals = [prepared.mask_to_original(m) for m in step.masks]
     files = [save_png(to_uint8_mask(m), f"prompt-mask-{k}") for k, m in enumerate(originals)]
@@ -238,12 +242,14 @@ def prompt_segment(
     return _draw(prepared, session), files, details
 
 
+@user_errors
 def prompt_segment_of_picture(value, points_json, box_json, model_name, multimask):
     """The JSON prompts replayed on the picture's photo (the button below the picture)."""
-    picture = STORE.get(_token(value))
+    token = _token(value)
+    picture = STORE.get(token)
     if picture.source is None:
         raise gr.Error("Upload a photo or pick an example first.")
-    return prompt_segment(picture.source, points_json, box_json, model_name, multimask, None)
+    return _replayed(picture.source, points_json, box_json, model_name, multimask, token)
 
 
 def send_as_label(value, targets: int):
