@@ -62,7 +62,7 @@ only. On 160 real photos (COCO MVal), reaching 90% IoU takes on average 18.5 of 
 with `click_net` and 19.4 with `sam_tiny`; a classical random walker seeded with the same
 clicks needs 14.4, so neither has learned to find a photo's objects yet: a first click gives
 a blob of about the same size on any object. A `click_net` click costs about 15 ms on the
-server (the whole network, every click), a `sam_tiny` click about 16 ms after a 65 ms
+server (the whole network, every click), a `sam_tiny` click about 22 ms after a 48 ms
 embedding; here the mask shows about 80 ms after your click, because only the click and the
 mask travel (the masks' details follow when you pause). The official
 SAM checkpoints, which learned from 11 million photos, follow object boundaries far better.
