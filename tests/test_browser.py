@@ -6,6 +6,7 @@ installs it. On failure a screenshot of the page is saved in the test's temporar
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import re
@@ -267,6 +268,42 @@ def test_the_hover_preview_shows_the_mask_a_click_would_give(page):
     wait_for_prompts(page, 1)
     assert iou(drawn_mask(page), previewed) >= 0.99
     assert not drawn_mask(page, ".sd-preview").any()  # a click ends the preview
+
+
+def test_a_photo_dropped_or_pasted_on_the_picture_opens_in_it(page, tmp_path):
+    open_tab(page, "prompted")
+    page.locator("#prompted-picture .sd-status").get_by_text("Drop a photo").wait_for()
+    for seed, event in ((14, "drop"), (15, "paste")):
+        path = tmp_path / f"street-{seed}.png"
+        Image.fromarray(make_scene(seed, "val", (200, 300)).image).save(path)
+        data = base64.b64encode(path.read_bytes()).decode()
+        page.evaluate(
+            """([data, event]) => {
+                const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+                const files = new DataTransfer();
+                files.items.add(new File([bytes], "street.png", {type: "image/png"}));
+                const target = document.querySelector("#prompted-picture .sd-stage");
+                const init = {bubbles: true, cancelable: true};
+                if (event === "drop") {
+                    target.dispatchEvent(new DragEvent("drop", {...init, dataTransfer: files}));
+                } else {
+                    const paste = new ClipboardEvent("paste", {...init, clipboardData: files});
+                    window.dispatchEvent(paste);
+                }
+            }""",
+            [data, event],
+        )
+        page.wait_for_function(
+            "() => document.querySelector('#prompted-picture .sd-photo').naturalWidth === 300"
+            " && document.querySelector('#prompted-picture .sd-status').innerText.includes('ready')"
+        )
+        click_picture(page, 150, 100)
+        assert mask_pixels(page, 1) > 0
+        picture_button(page, "Clear").click()
+        page.locator("#prompted-picture .sd-status").get_by_text("is ready").wait_for()
+        page.evaluate(
+            "document.querySelector('#prompted-picture .sd-photo').removeAttribute('src')"
+        )
 
 
 def test_without_the_server_functions_clicks_go_through_the_queue(page):
