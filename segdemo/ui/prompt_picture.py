@@ -87,6 +87,17 @@ class Picture:
         return replace(self, version=next(VERSIONS), **changes)
 
 
+@contextmanager
+def waited(lock, refusal: str) -> Iterator[None]:
+    """Hold ``lock``, waiting at most ``BUSY_SECONDS``; then refuse with ``refusal``."""
+    if not lock.acquire(timeout=BUSY_SECONDS):
+        raise PictureError(refusal)
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 class PictureStore:
     """Token -> ``Picture``, bounded, with one lock per page so that one page's calls take
     turns (a flood of clicks waits, then is refused) while other pages go on."""
@@ -114,16 +125,11 @@ class PictureStore:
                 old, _ = self._pictures.popitem(last=False)
                 self._locks.pop(old, None)
 
-    @contextmanager
-    def turn(self, token: str) -> Iterator[None]:
+    def turn(self, token: str):
+        """This page's turn (a context manager), or a refusal after ``BUSY_SECONDS``."""
         with self._lock:
             lock = self._locks.setdefault(token, threading.Lock())
-        if not lock.acquire(timeout=BUSY_SECONDS):
-            raise PictureError("Still working on your previous clicks: wait a moment.")
-        try:
-            yield
-        finally:
-            lock.release()
+        return waited(lock, "Still working on your previous clicks: wait a moment.")
 
     def update(self, token: str, change: Callable[[Picture], Picture]) -> Picture:
         """Apply ``change`` to the page's picture; stored only if it succeeds."""
@@ -210,14 +216,8 @@ def change_model(picture: Picture, model: str, token: str) -> Picture:
     return picture.changed(session=session)
 
 
-@contextmanager
-def model_turn() -> Iterator[None]:
-    if not MODEL_SLOTS.acquire(timeout=BUSY_SECONDS):
-        raise PictureError("The server is busy with other users' clicks: click again.")
-    try:
-        yield
-    finally:
-        MODEL_SLOTS.release()
+def model_turn():
+    return waited(MODEL_SLOTS, "The server is busy with other users' clicks: click again.")
 
 
 def require_image(picture: Picture) -> PreparedImage:
@@ -309,32 +309,43 @@ def view(picture: Picture, token: str, with_photo: bool = False) -> dict:
         size=[prepared.size[1], prepared.size[0]],
         prompts=prompts,
         mask=None if step is None else mask_png(step.mask),
-        notes=[note for note in prepared.notes],
-        model=picture.session.model,
     )
     if with_photo:
         shown["photo"] = photo_url(prepared)
     return shown
 
 
-def original_mask(picture: Picture) -> np.ndarray:
-    """The current mask at the uploaded image's size, ``HxW bool``."""
+def current_mask(picture: Picture) -> np.ndarray:
+    """The mask on screen, ``HxW bool`` at the working size."""
     step = picture.session.current
     if step is None:
         raise PictureError("Click on the picture first: there is no mask yet.")
-    return require_image(picture).mask_to_original(step.mask)
+    return step.mask
+
+
+def original_mask(picture: Picture) -> np.ndarray:
+    """The current mask at the uploaded image's size, ``HxW bool``."""
+    mask = current_mask(picture)
+    return require_image(picture).mask_to_original(mask)
 
 
 def cutout(picture: Picture) -> np.ndarray:
     """The working image with the current mask as its alpha channel, ``HxWx4 uint8``."""
-    step = picture.session.current
-    if step is None:
-        raise PictureError("Click on the picture first: there is no mask yet.")
-    return np.dstack([require_image(picture).pixels, to_uint8_mask(step.mask)])
+    mask = current_mask(picture)
+    return np.dstack([require_image(picture).pixels, to_uint8_mask(mask)])
 
 
 # The server functions the page calls. Each takes one JSON payload and answers one JSON
 # object; a failure a user can cause comes back as {"error": message}, never as a traceback.
+
+
+def _message(err: Exception, where: str) -> str:
+    """What the page shows for a failure: its own words for one a user can cause; anything
+    else is a bug, logged, and named only by its type."""
+    if isinstance(err, USER_ERRORS):
+        return str(err)
+    log.exception("unexpected error in %s", where)
+    return f"Something went wrong ({type(err).__name__}): try again."
 
 
 def _answers_errors(fn: Callable[[dict], dict]) -> Callable[[dict], dict]:
@@ -342,11 +353,8 @@ def _answers_errors(fn: Callable[[dict], dict]) -> Callable[[dict], dict]:
     def wrapper(payload):
         try:
             return fn(payload if isinstance(payload, dict) else {})
-        except (PictureError, *USER_ERRORS) as err:
-            return {"error": str(err)}
         except Exception as err:
-            log.exception("unexpected error in %s", fn.__name__)
-            return {"error": f"Something went wrong ({type(err).__name__}): try again."}
+            return {"error": _message(err, fn.__name__)}
 
     return wrapper
 
@@ -432,12 +440,9 @@ def queued(value, evt: gr.SelectData) -> dict:
     answered = {"request": payload.get("request")}  # so the page knows its answer
     try:
         picture, new_photo = perform(token, payload)
-    except (PictureError, *USER_ERRORS) as err:
-        return {**view(STORE.get(token), token), **answered, "error": str(err)}
     except Exception as err:
-        log.exception("unexpected error in a queued picture operation")
-        message = f"Something went wrong ({type(err).__name__}): try again."
-        return {**view(STORE.get(token), token), **answered, "error": message}
+        error = _message(err, "a queued picture operation")
+        return {**view(STORE.get(token), token), **answered, "error": error}
     return {**view(picture, token, with_photo=new_photo), **answered}
 
 

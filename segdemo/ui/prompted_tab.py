@@ -30,7 +30,7 @@ from segdemo.ui.common import (
     to_uint8_mask,
     user_errors,
 )
-from segdemo.ui.prompt_picture import STORE, PictureError, checked_token, view
+from segdemo.ui.prompt_picture import STORE, checked_token, view
 
 DEFAULT_MODEL = prompt_picture.DEFAULT_MODEL
 POSITIVE, NEGATIVE, BOX = (40, 220, 90), (235, 50, 50), (255, 215, 0)
@@ -123,17 +123,11 @@ def _thumbnails(prepared: PreparedImage, step: Step | None) -> list[tuple[np.nda
     return items
 
 
-def _token(value) -> str:
-    try:
-        return checked_token(value)
-    except PictureError as err:
-        raise gr.Error(str(err)) from err
-
-
+@user_errors
 def details(value):
     """(masks gallery, cut-out, mask file, status, prompts JSON, version) of the page's
     current mask: what the page asks for once its clicks pause."""
-    token = _token(value)
+    token = checked_token(value)
     picture = STORE.get(token)
     step = picture.session.current
     status = prompt_picture.status_line(picture)
@@ -170,7 +164,7 @@ def change_model(value, model_name: str):
 @user_errors
 def choose_mask(value, evt: gr.SelectData):
     """Pick one of the masks of a single click."""
-    token = _token(value)
+    token = checked_token(value)
     picture = STORE.update(token, lambda p: prompt_picture.choose(p, int(evt.index), token))
     return view(picture, token), *details(value)
 
@@ -178,7 +172,7 @@ def choose_mask(value, evt: gr.SelectData):
 @user_errors
 def everything(value, model_name: str, progress=gr.Progress()):  # noqa: B008
     """Every object the model is sure of, from a grid of single-point prompts."""
-    token = _token(value)
+    token = checked_token(value)
     prepared = prompt_picture.require_image(STORE.get(token))
     progress(0.0, desc="preparing the image")
     result = segment_everything(
@@ -245,17 +239,18 @@ def _replayed(image_path, points_json, box_json, model_name, multimask, key: str
 @user_errors
 def prompt_segment_of_picture(value, points_json, box_json, model_name, multimask):
     """The JSON prompts replayed on the picture's photo (the button below the picture)."""
-    token = _token(value)
+    token = checked_token(value)
     picture = STORE.get(token)
     if picture.source is None:
         raise gr.Error("Upload a photo or pick an example first.")
     return _replayed(picture.source, points_json, box_json, model_name, multimask, token)
 
 
+@user_errors
 def send_as_label(value, targets: int):
     """The photo and its current mask, for the "train on this image" sections of other tabs:
     per target tab its photo, its opened section, its mask label."""
-    picture = STORE.get(_token(value))
+    picture = STORE.get(checked_token(value))
     if picture.source is None or picture.session.current is None:
         raise gr.Error("Upload an image and click on it first: there is no mask to send.")
     mask = save_png(to_uint8_mask(prompt_picture.original_mask(picture)), "prompt-mask")
