@@ -142,7 +142,8 @@ def setup_maskrcnn_r50() -> Callable:
 
 def _prompter(name: str, model=None):
     """The prompter of a registered model, or of ``model`` (a reference built here)."""
-    from segdemo.tasks.prompted import SamPrompter, prompter_for
+    from segdemo.tasks.prompted import prompter_for
+    from segdemo.tasks.sam_prompter import SamPrompter
 
     return prompter_for(name) if model is None else SamPrompter(model.eval())
 
@@ -156,15 +157,15 @@ def _setup_click(prompter, zoomed: bool = False) -> Callable:
     """A single positive click in the middle of a 640×480 photo; ``zoomed``: a second click
     beside it, with the first click's mask fed back (the click model then runs on its zoom-in
     crop, as on every click after the first)."""
-    from segdemo.tasks.promptable import Prompts
+    from segdemo.prompts import Click, Prompts
 
-    prepared = prompter.prepare(_flowers())
-    first = Prompts(np.array([[320.0, 240.0]]), np.array([1]))
+    image = prompter.prepare(_flowers())
+    first = Prompts((Click(320.0, 240.0, True),))
     if not zoomed:
-        return lambda: prompter.predict(prepared, first, None, prompter.multimask)
-    feedback = prompter.predict(prepared, first, None, False).feedback[0]
-    second = Prompts(np.array([[320.0, 240.0], [340.0, 250.0]]), np.array([1, 1]))
-    return lambda: prompter.predict(prepared, second, feedback, False)
+        return lambda: prompter.predict(image, first, None, prompter.multimask)
+    feedback = prompter.predict(image, first, None, False).feedback[0]
+    second = Prompts((*first.clicks, Click(340.0, 250.0, True)))
+    return lambda: prompter.predict(image, second, feedback, False)
 
 
 def _random_vit_b():

@@ -29,6 +29,8 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
+from segdemo.picture_client import PictureClient
+
 WARM_UP = 2  # clicks not counted: the first calls allocate and pick kernels
 CLICK_EVERY_S = 1.0
 TARGET_P90_MS = 150.0
@@ -131,27 +133,28 @@ def reference_demo(photo: str, model: str):
     """The prompted tab's click path before the picture: every click through the queue,
     answered with the overlay, three thumbnails, the cut-out, the mask file and the status."""
     from segdemo.imaging import prepare_image, save_png
-    from segdemo.tasks import prompt_session
-    from segdemo.tasks.prompted import embed
+    from segdemo.prompts import Click
+    from segdemo.tasks.prompt_session import PromptSession
     from segdemo.ui.common import to_uint8_mask
-    from segdemo.ui.prompted_tab import _draw, _thumbnails
+    from segdemo.ui.picture_view import drawn
+    from segdemo.ui.prompted_tab import _thumbnails
 
-    prepared = prepare_image(photo)
-    embed(prepared, model, "reference")
+    image = prepare_image(photo)
+    opened = PromptSession.open(image, model)
 
     def clicked(session, evt: gr.SelectData):
         x, y = evt.index
-        session = prompt_session.click(session, prepared, prompt_session.point(x, y, True), "ref")
+        session = (session or opened).click(Click(x, y, True))
         step = session.current
-        cutout = np.dstack([prepared.pixels, to_uint8_mask(step.mask)])
-        mask = save_png(to_uint8_mask(prepared.mask_to_original(step.mask)), "reference")
+        cutout = np.dstack([image.pixels, to_uint8_mask(step.mask)])
+        mask = save_png(to_uint8_mask(session.original_mask()), "reference")
         status = f"{len(session.prompts)} prompt(s), {int(step.mask.sum())} pixels"
-        return session, _draw(prepared, session), _thumbnails(prepared, step), cutout, mask, status
+        return session, drawn(session), _thumbnails(image, step), cutout, mask, status
 
     with gr.Blocks() as demo:
-        session = gr.State(prompt_session.PromptSession(model))
+        session = gr.State(None)  # a session holds the model: never deep-copied per page
         canvas = gr.Image(
-            prepared.pixels,
+            image.pixels,
             type="numpy",
             format="png",
             interactive=False,
@@ -198,50 +201,6 @@ def click_latency(photo: np.ndarray, models: list[str], clicks: int) -> list[dic
 
 
 # Capacity: simulated users over loopback HTTP, against the app in its own process.
-
-
-class PictureClient:
-    """What one page sends to the prompted tab's picture, over HTTP: its own token and photo,
-    and operations through the picture's server functions."""
-
-    def __init__(self, url: str, session_hash: str = "", component_id: int | None = None):
-        import httpx
-
-        self.http = httpx.Client(base_url=url, timeout=60)
-        if component_id is None:
-            config = self.http.get("/config").json()
-            (component_id,) = [
-                c["id"]
-                for c in config["components"]
-                if c.get("props", {}).get("elem_id") == "prompted-picture"
-            ]
-        self.component_id = component_id
-        self.session_hash = session_hash or f"client-{id(self)}"
-        self.token = self.call("start", {})["token"]
-
-    def call(self, name: str, payload: dict) -> dict:
-        body = {
-            "data": payload,
-            "component_id": self.component_id,
-            "fn_name": name,
-            "session_hash": self.session_hash,
-        }
-        answer = self.http.post("/gradio_api/component_server/", json=body)
-        answer.raise_for_status()
-        return answer.json()
-
-    def operate(self, op: str, **fields) -> dict:
-        return self.call("operate", {"token": self.token, "op": op, **fields})
-
-    def open(self, photo: str) -> dict:
-        """Upload ``photo`` as the page does, then open it in the picture."""
-        with open(photo, "rb") as f:
-            uploaded = self.http.post("/gradio_api/upload", files={"files": f}).json()[0]
-        return self.operate("open", path=uploaded)
-
-    def point(self, x: int, y: int, positive: bool = True) -> dict:
-        prompt = {"kind": "point", "x": x, "y": y, "label": int(positive)}
-        return self.operate("prompt", prompt=prompt)
 
 
 class SimulatedUser(PictureClient):
@@ -378,7 +337,7 @@ def render(latency: list[dict], load: dict | None) -> str:
 
 
 if __name__ == "__main__":
-    from segdemo.bench import _flowers
+    from segdemo.data.flowers import make_flowers
 
-    rows = click_latency(_flowers(), ["click_net"], 8)
+    rows = click_latency(make_flowers(0, "val", (480, 640)).image, ["click_net"], 8)
     print(json.dumps(rows, indent=1))

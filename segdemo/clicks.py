@@ -20,23 +20,13 @@ Masks are ``HxW bool`` arrays; clicks are ``(x, y)`` pixel coordinates with a la
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 from scipy.ndimage import distance_transform_edt
 
+from segdemo.prompts import Click
+
 MAX_CLICKS = 20
-
-
-@dataclass(frozen=True)
-class Click:
-    x: int
-    y: int
-    positive: bool
-
-    @property
-    def label(self) -> int:
-        return int(self.positive)
 
 
 def distance_to_boundary(region: np.ndarray) -> np.ndarray:
@@ -88,20 +78,21 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.logical_and(a, b).sum() / union) if union else 1.0
 
 
-# predict(clicks so far, previous low-res logits or None) -> (HxW bool mask, low-res logits)
+# predict(clicks so far, the previous mask's feedback or None) -> (HxW bool mask, feedback)
 Predict = Callable[[list[Click], "np.ndarray | None"], tuple[np.ndarray, np.ndarray]]
 
 
 def click_curve(predict: Predict, truth: np.ndarray, max_clicks: int = MAX_CLICKS) -> list[float]:
     """IoU after each of ``max_clicks`` protocol clicks (index 0: after the first click).
 
-    The previous prediction's low-resolution logits go back to the model with every click,
-    as in SAM's interactive use. A perfect prediction keeps its IoU for the remaining clicks.
+    The previous prediction's feedback (SAM's low-resolution logits, the click model's
+    probability map) goes back to the model with every click. A perfect prediction keeps its
+    IoU for the remaining clicks.
     """
     truth = np.asarray(truth, bool)
-    clicks, logits, ious = [first_click(truth)], None, []
+    clicks, feedback, ious = [first_click(truth)], None, []
     while True:
-        mask, logits = predict(clicks, logits)
+        mask, feedback = predict(clicks, feedback)
         ious.append(iou(mask, truth))
         if len(ious) == max_clicks:
             return ious

@@ -10,6 +10,7 @@ original image's pixels and the working image's pixels.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import tempfile
 from dataclasses import dataclass
@@ -79,8 +80,9 @@ class PreparedImage:
         h, w = self.size
         return np.asarray(Image.fromarray(mask).resize((w, h), Image.NEAREST))
 
-    @property
+    @functools.cached_property
     def digest(self) -> str:
+        """The pixels' content hash, computed once per image (the pixels never change)."""
         return pixel_digest(self.pixels)
 
 

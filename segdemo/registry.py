@@ -50,6 +50,7 @@ class ModelSpec:
     download_url: str | None = None  # used only when SEGDEMO_DOWNLOAD=1
     known_params: int | None = None  # official models: counted once, not built to count
     data: str = ""  # what it was trained on, for the Models table
+    prompter: str | None = None  # prompted models: which prompter drives it ("sam", "click")
 
     @property
     def official(self) -> bool:
@@ -79,6 +80,7 @@ def register_model(
     download_url: str | None = None,
     known_params: int | None = None,
     data: str = "",
+    prompter: str | None = None,
 ) -> Callable[[Callable[..., torch.nn.Module]], Callable[..., torch.nn.Module]]:
     """Register a builder under ``name`` (default: the function's name)."""
 
@@ -96,6 +98,7 @@ def register_model(
             download_url,
             known_params,
             data,
+            prompter,
         )
         return builder
 

@@ -45,7 +45,7 @@ def random_weights(tmp_path_factory):
 
     from segdemo import registry
     from segdemo.models import click_net, sam_tiny
-    from segdemo.train.prompted import half_precision
+    from segdemo.train.sam_tiny import half_precision
     from segdemo.weights import save_weights
 
     folder = tmp_path_factory.mktemp("weights")

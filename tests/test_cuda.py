@@ -21,8 +21,8 @@ from segdemo.train.click_net import IterativeTrainer
 from segdemo.train.click_net import make_batch as click_batch
 from segdemo.train.instances import DetectionLosses, scene_batch
 from segdemo.train.loop import to_device
-from segdemo.train.prompted import InteractiveTrainer as SamTrainer
-from segdemo.train.prompted import make_batch
+from segdemo.train.sam_tiny import InteractiveTrainer as SamTrainer
+from segdemo.train.sam_tiny import make_batch
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

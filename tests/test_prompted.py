@@ -1,6 +1,7 @@
-"""Prompted masks: sam_tiny is a real SAM, sessions never share embeddings, official checkpoints
-load offline, the trainer's step is sound, and the shipped model follows clicks."""
+"""Prompted masks: sam_tiny is a real SAM, a session keeps its own image state and converts
+coordinates at its edges, official checkpoints load offline, and the trainer's step is sound."""
 
+import json
 import threading
 
 import numpy as np
@@ -10,21 +11,14 @@ from segment_anything import SamAutomaticMaskGenerator, SamPredictor
 from segment_anything.modeling import Sam
 from segment_anything.utils.amg import build_all_layer_point_grids as build_point_grids
 
-from segdemo import registry
+from segdemo import imaging, registry
 from segdemo.data.composites import make_composite
 from segdemo.imaging import prepare_image
-from segdemo.tasks.promptable import PreparedState
-from segdemo.tasks.prompted import (
-    CLICK_RADIUS,
-    EVERYTHING_MIN_IOU,
-    Embedding,
-    EmbeddingCache,
-    PromptError,
-    respect_clicks,
-    segment,
-    segment_everything,
-)
-from segdemo.train.prompted import InteractiveTrainer, make_batch
+from segdemo.prompts import CLICK_RADIUS, Click, PromptError, Prompts, parse_prompts, settle_clicks
+from segdemo.tasks.prompt_session import PromptSession, working_prompts
+from segdemo.tasks.prompted import prompter_for, propose, segment_everything
+from segdemo.tasks.sam_prompter import EVERYTHING_MIN_IOU
+from segdemo.train.sam_tiny import InteractiveTrainer, make_batch
 from segdemo.weights import WeightsError
 
 torch.set_num_threads(2)
@@ -68,39 +62,51 @@ def test_weights_file_rebuilds_the_model(random_weights):
     assert (random_weights / "sam_tiny.safetensors").stat().st_size < 20e6
 
 
-def test_segment_maps_prompts_and_masks_between_original_and_working_pixels(random_weights):
+def test_a_session_works_in_working_pixels_and_converts_at_its_edges(random_weights, monkeypatch):
     big = np.repeat(np.repeat(photo(), 10, axis=0), 10, axis=1)  # 1200×1600: downscaled
-    prepared = prepare_image(big)
-    assert prepared.resized and prepared.size == (768, 1024)
-    cache = EmbeddingCache()
-    result = segment(prepared, [[800, 600, 1]], None, "sam_tiny", True, "s", cache=cache)
-    assert result.masks.shape == (3, 1200, 1600) and result.working_masks.shape == (3, 768, 1024)
-    assert result.embed_seconds > 0 and 0 <= result.best < 3
-    again = segment(prepared, [[800, 600, 1]], None, "sam_tiny", True, "s", cache=cache)
-    assert again.embed_seconds == 0.0  # the cached embedding served the second click
-    assert np.array_equal(again.masks, result.masks)
+    image = prepare_image(big)
+    assert image.resized and image.size == (768, 1024)
+    hashed = []
+    monkeypatch.setattr(imaging, "pixel_digest", lambda pixels: hashed.append(1) or "d")
+    prompts = parse_prompts("[[800, 600, 1]]", "", image.original_size)  # original pixels
+    session = PromptSession.open(image, "sam_tiny").replay(working_prompts(prompts, image))
+    assert session.prompts == (Click(512.0, 384.0, True),)  # working pixels inside
+    assert session.current.masks.shape == (3, 768, 1024) and session.state.seconds > 0
+    assert session.original_mask().shape == (1200, 1600)
+    point = {"kind": "point", "x": 800.0, "y": 600.0, "label": 1}
+    assert json.loads(session.original_prompts_json()) == [point]
+    again = session.click(Click(600.0, 400.0, False)).click(Click(610.0, 410.0, True))
+    assert again.state is session.state  # the image is prepared once per session
+    for _ in range(3):
+        assert image.digest == "d"
+    assert len(hashed) == 1  # and hashed at most once
     with pytest.raises(PromptError, match="at least one prompt"):
-        segment(prepared, [], None, "sam_tiny", True, "s", cache=cache)
+        propose(session.prompter, session.state, Prompts())
 
 
 def test_clicked_pixels_keep_their_label(random_weights):
     """Whatever an untrained decoder returns, a positive click's spot is in every mask and a
     negative click's is out, at the original size of a downscaled upload."""
-    prepared = prepare_image(photo(size=(1200, 1600)))
-    assert prepared.resized
-    clicks = [[400, 300, 1], [1000, 800, 0]]
-    result = segment(prepared, clicks, None, "sam_tiny", True, "s", cache=EmbeddingCache())
-    assert result.masks.shape == (3, 1200, 1600)
-    assert result.masks[:, 300, 400].all() and not result.masks[:, 800, 1000].any()
-    flipped = [[400, 300, 0], [1000, 800, 1]]
-    again = segment(prepared, flipped, None, "sam_tiny", True, "s", cache=EmbeddingCache())
-    assert not again.masks[:, 300, 400].any() and again.masks[:, 800, 1000].all()
+    image = prepare_image(photo(size=(1200, 1600)))
+    assert image.resized
+    opened = PromptSession.open(image, "sam_tiny")
+
+    def masks(points):
+        prompts = working_prompts(parse_prompts(points, "", image.original_size), image)
+        step = opened.replay(prompts).current
+        return np.stack([image.mask_to_original(m) for m in step.masks])
+
+    clicked = masks("[[400, 300, 1], [1000, 800, 0]]")
+    assert clicked.shape == (3, 1200, 1600)
+    assert clicked[:, 300, 400].all() and not clicked[:, 800, 1000].any()
+    flipped = masks("[[400, 300, 0], [1000, 800, 1]]")
+    assert not flipped[:, 300, 400].any() and flipped[:, 800, 1000].all()
 
 
-def test_respect_clicks_sets_a_disc_of_each_clicks_label():
+def test_settle_clicks_sets_a_disc_of_each_clicks_label():
     masks = np.zeros((2, 100, 200), bool)
     masks[1] = True
-    settled = respect_clicks(masks, np.array([[50.0, 40.0], [199.0, 0.0]]), np.array([1, 0]))
+    settled = settle_clicks(masks, [Click(50.0, 40.0, True), Click(199.0, 0.0, False)])
     radius = CLICK_RADIUS * 200  # 3 pixels
     rows, cols = np.ogrid[:100, :200]
     first = (cols - 50) ** 2 + (rows - 40) ** 2 <= radius**2
@@ -110,44 +116,15 @@ def test_respect_clicks_sets_a_disc_of_each_clicks_label():
     assert not masks[0].any() and masks[1].all()  # the input is left as it was
 
 
-def test_sessions_never_share_embeddings(random_weights):
-    cache = EmbeddingCache(max_entries=8, per_session=2)
-    a, b = prepare_image(photo(1)), prepare_image(photo(2))
-    result_a = segment(a, [[50, 50, 1]], None, "sam_tiny", True, "alice", cache=cache)
-    result_b = segment(b, [[50, 50, 1]], None, "sam_tiny", True, "bob", cache=cache)
-    assert result_a.embed_seconds > 0 and result_b.embed_seconds > 0
-    assert set(cache.keys()) == {("alice", "sam_tiny", a.digest), ("bob", "sam_tiny", b.digest)}
-    # Bob opening Alice's image computes his own embedding: no key of Alice's is ever read.
-    again = segment(a, [[50, 50, 1]], None, "sam_tiny", True, "bob", cache=cache)
-    assert again.embed_seconds > 0
-    assert np.array_equal(again.masks, result_a.masks)
-
-
-def test_cache_is_bounded_per_session_and_in_total():
-    cache = EmbeddingCache(max_entries=4, per_session=2)
-    entry = PreparedState(Embedding(torch.zeros(1), (1, 1), (1, 1)), 0.0)
-    for k in range(3):
-        cache.put(("alice", "m", f"image{k}"), entry)
-    assert [key[2] for key in cache.keys()] == ["image1", "image2"]  # the oldest went first
-    for user in ("bob", "carol", "dave"):
-        cache.put((user, "m", "x"), entry)
-    assert len(cache.keys()) == 4 and ("alice", "m", "image1") not in cache.keys()
-    assert cache.get(("alice", "m", "image2")) is entry
-
-
 def test_concurrent_sessions_get_their_own_masks(random_weights):
-    cache = EmbeddingCache()
     images = [prepare_image(photo(k)) for k in range(4)]
-    expected = [
-        segment(im, [[60, 40, 1]], None, "sam_tiny", False, f"solo{k}", cache=cache)
-        for k, im in enumerate(images)
-    ]
+    click = Click(60.0, 40.0, True)
+    expected = [PromptSession.open(im, "sam_tiny").click(click, False) for im in images]
+    assert not all(np.array_equal(e.current.mask, expected[0].current.mask) for e in expected)
     results = {}
 
     def run(k):
-        results[k] = segment(
-            images[k], [[60, 40, 1]], None, "sam_tiny", False, f"user{k}", cache=cache
-        )
+        results[k] = PromptSession.open(images[k], "sam_tiny").click(click, False)
 
     threads = [threading.Thread(target=run, args=(k,)) for k in range(4)]
     for t in threads:
@@ -155,18 +132,14 @@ def test_concurrent_sessions_get_their_own_masks(random_weights):
     for t in threads:
         t.join()
     for k in range(4):
-        assert np.array_equal(results[k].masks, expected[k].masks)
+        assert np.array_equal(results[k].current.masks, expected[k].current.masks)
 
 
 def test_segment_everything_reports_progress(random_weights):
     seen = []
+    session = PromptSession.open(prepare_image(photo()), "sam_tiny")
     result = segment_everything(
-        prepare_image(photo()),
-        "sam_tiny",
-        "s",
-        points_per_side=4,
-        progress=seen.append,
-        cache=EmbeddingCache(),
+        session.prompter, session.state, session.image.pixels, 4, progress=seen.append
     )
     assert seen[-1] == 1.0 and result.seconds > 0
     assert all(m.shape == (120, 160) for m in result.masks)
@@ -176,8 +149,8 @@ def test_segment_everything_reports_its_best_candidate_when_it_keeps_none(random
     """An untrained model is sure of nothing: no mask is kept, and the result says how close
     the best one came (the highest predicted IoU over the whole point grid)."""
     prepared = prepare_image(photo())
-    cache = EmbeddingCache()
-    result = segment_everything(prepared, "sam_tiny", "s", points_per_side=4, cache=cache)
+    prompter = prompter_for("sam_tiny")
+    result = segment_everything(prompter, prompter.prepare(prepared.pixels), prepared.pixels, 4)
     predictor = SamPredictor(registry.load_model("sam_tiny"))
     predictor.set_image(prepared.pixels)
     h, w = prepared.pixels.shape[:2]

@@ -127,6 +127,7 @@ def config_dict(config: ClickNetConfig) -> dict:
 
 @register_model(
     task="prompted",
+    prompter="click",
     weights="click_net.safetensors",
     description="Early fusion: RGB, click disks and the previous mask enter one UNet together; "
     "every click runs it on a zoom-in crop (RITM's design), trained here from scratch.",

@@ -183,6 +183,7 @@ def config_dict(config: SamTinyConfig) -> dict:
 
 @register_model(
     task="prompted",
+    prompter="sam",
     weights="sam_tiny.safetensors",
     description="SAM's prompt encoder and mask decoder behind a small convolutional image "
     "encoder (512 px input, 32×32 embedding); trained from scratch, class-agnostic.",
@@ -199,6 +200,7 @@ _URL = "https://dl.fbaipublicfiles.com/segment_anything/"
 
 @register_model(
     task="prompted",
+    prompter="sam",
     description=_OFFICIAL.format("ViT-B"),
     checkpoints=("sam_vit_b_01ec64.pth",),
     download_url=_URL + "sam_vit_b_01ec64.pth",
@@ -211,6 +213,7 @@ def sam_vit_b() -> Sam:
 
 @register_model(
     task="prompted",
+    prompter="sam",
     description=_OFFICIAL.format("ViT-L"),
     checkpoints=("sam_vit_l_0b3195.pth",),
     download_url=_URL + "sam_vit_l_0b3195.pth",
@@ -223,6 +226,7 @@ def sam_vit_l() -> Sam:
 
 @register_model(
     task="prompted",
+    prompter="sam",
     description=_OFFICIAL.format("ViT-H"),
     checkpoints=("sam_vit_h_4b8939.pth",),
     download_url=_URL + "sam_vit_h_4b8939.pth",

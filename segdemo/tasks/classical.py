@@ -18,8 +18,9 @@ import numpy as np
 from PIL import Image
 from skimage.segmentation import random_walker
 
+from segdemo.prompts import Prompts
 from segdemo.tasks.click_model import self_estimated_iou
-from segdemo.tasks.promptable import Prediction, PreparedState, Prompts
+from segdemo.tasks.promptable import ImageState, Prediction
 
 WORKING_SIDE = 192
 SEED_RADIUS = 3  # pixels at the working side
@@ -32,7 +33,7 @@ class RandomWalkerPrompter:
     design = "classical"
     multimask = False
 
-    def prepare(self, pixels: np.ndarray) -> PreparedState:
+    def prepare(self, pixels: np.ndarray) -> ImageState:
         began = time.perf_counter()
         h, w = pixels.shape[:2]
         scale = min(1.0, WORKING_SIDE / max(h, w))
@@ -40,9 +41,9 @@ class RandomWalkerPrompter:
             (max(1, round(w * scale)), max(1, round(h * scale))), Image.BILINEAR
         )
         value = (np.asarray(small, np.float64) / 255.0, (h, w))
-        return PreparedState(value, time.perf_counter() - began)
+        return ImageState(value, time.perf_counter() - began)
 
-    def predict(self, image: PreparedState, prompts: Prompts, feedback, multimask=False):
+    def predict(self, image: ImageState, prompts: Prompts, feedback, multimask=False):
         small, (h, w) = image.value
         sh, sw = small.shape[:2]
         seeds = np.zeros((sh, sw), np.int32)

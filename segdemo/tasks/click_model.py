@@ -24,10 +24,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from segdemo.clicks import Click
 from segdemo.models.click_net import ClickNet
+from segdemo.prompts import Box, Click, Prompts, disc
 from segdemo.tasks.common import to_tensor
-from segdemo.tasks.promptable import Prediction, PreparedState, Prompts
+from segdemo.tasks.promptable import ImageState, Prediction
 
 MIN_WINDOW = 0.2  # the zoom-in window's least side, as a share of the image's long side
 BOX_MARGIN = 0.1  # a box window is the box widened by this share of its sides
@@ -36,17 +36,13 @@ BOX_MARGIN = 0.1  # a box window is the box widened by this share of its sides
 def click_maps(clicks: list[list[Click]], shape: tuple[int, int], radius: float) -> torch.Tensor:
     """``Bx2xHxW float32``: disks of ``radius`` around each sample's positive (channel 0) and
     negative (channel 1) clicks, which are ``(x, y)`` in these maps' pixels."""
-    h, w = shape
-    maps = np.zeros((len(clicks), 2, h, w), np.float32)
+    maps = np.zeros((len(clicks), 2, *shape), np.float32)
     for k, sample in enumerate(clicks):
         for click in sample:
-            top, left = max(0, int(click.y - radius)), max(0, int(click.x - radius))
-            bottom, right = min(h, int(click.y + radius) + 2), min(w, int(click.x + radius) + 2)
-            if top >= bottom or left >= right:
-                continue  # outside this window: the click still counts elsewhere
-            rows, cols = np.ogrid[top:bottom, left:right]
-            disk = (cols - click.x) ** 2 + (rows - click.y) ** 2 <= radius**2
-            maps[k, 0 if click.positive else 1, top:bottom, left:right][disk] = 1.0
+            found = disc(shape, click.x, click.y, radius)
+            if found is not None:  # a click outside this window still counts elsewhere
+                (rows, cols), inside = found
+                maps[k, 0 if click.positive else 1, rows, cols][inside] = 1.0
     return torch.from_numpy(maps)
 
 
@@ -87,7 +83,7 @@ def focus_window(
     """The window the next prediction runs on (see the module's docstring)."""
     h, w = size
     if prompts.box is not None:
-        x0, y0, x1, y1 = prompts.box
+        x0, y0, x1, y1 = prompts.box.as_array()
         margin = BOX_MARGIN * max(x1 - x0, y1 - y0)
         return _widened(x0 - margin, y0 - margin, x1 + margin, y1 + margin, 1.0, 16, size)
     if previous is None or not previous.any():
@@ -100,16 +96,15 @@ def focus_window(
 
 
 def _with_box_click(prompts: Prompts) -> list[Click]:
-    """The prompts as clicks; a box with no positive click inside gets one at its centre."""
-    clicks = [
-        Click(x, y, bool(k)) for (x, y), k in zip(prompts.points, prompts.labels, strict=True)
-    ]
-    if prompts.box is not None:
-        x0, y0, x1, y1 = prompts.box
-        inside = [c for c in clicks if c.positive and x0 <= c.x <= x1 and y0 <= c.y <= y1]
-        if not inside:
-            clicks.append(Click((x0 + x1) / 2, (y0 + y1) / 2, True))
+    """The prompts' clicks; a box with no positive click inside gets one at its centre."""
+    clicks, box = list(prompts.clicks), prompts.box
+    if box is not None and not any(c.positive and _inside(c, box) for c in clicks):
+        clicks.append(Click((box.x0 + box.x1) / 2, (box.y0 + box.y1) / 2, True))
     return clicks
+
+
+def _inside(click: Click, box: Box) -> bool:
+    return box.x0 <= click.x <= box.x1 and box.y0 <= click.y <= box.y1
 
 
 def self_estimated_iou(probability: np.ndarray, mask: np.ndarray) -> float:
@@ -129,15 +124,15 @@ class ClickPrompter:
     def __init__(self, net: ClickNet):
         self.net = net
 
-    def prepare(self, pixels: np.ndarray) -> PreparedState:
+    def prepare(self, pixels: np.ndarray) -> ImageState:
         began = time.perf_counter()
         device = next(self.net.parameters()).device
         rgb = self.net.normalise(to_tensor(pixels).to(device))
-        return PreparedState(rgb, time.perf_counter() - began)
+        return ImageState(rgb, time.perf_counter() - began)
 
     @torch.no_grad()
     def predict(
-        self, image: PreparedState, prompts: Prompts, feedback, multimask: bool = False
+        self, image: ImageState, prompts: Prompts, feedback, multimask: bool = False
     ) -> Prediction:
         rgb: torch.Tensor = image.value
         size = tuple(rgb.shape[-2:])
@@ -147,7 +142,7 @@ class ClickPrompter:
         window = focus_window(None if previous is None else previous > 0.5, prompts, size, expand)
         probability = self._run(rgb, window, clicks, before)
         if prompts.box is not None:  # a box says: nothing outside me
-            x0, y0, x1, y1 = prompts.box
+            x0, y0, x1, y1 = prompts.box.as_array()
             outside = np.ones(size, bool)
             outside[
                 max(0, int(y0)) : int(np.ceil(y1)) + 1, max(0, int(x0)) : int(np.ceil(x1)) + 1

@@ -7,14 +7,14 @@ import argparse
 import torch
 
 from segdemo.registry import usable_device
-from segdemo.train import click_net, flowers, instances, prompted, scenes
+from segdemo.train import click_net, flowers, instances, sam_tiny, scenes
 from segdemo.train.loop import Run
 
 TRAINERS = {
     **{name: flowers.train for name in flowers.RECIPES},
     **{name: scenes.train for name in scenes.RECIPES},
     **{name: instances.train for name in instances.RECIPES},
-    "sam_tiny": prompted.train,
+    "sam_tiny": sam_tiny.train,
     "click_net": click_net.train,
 }
 

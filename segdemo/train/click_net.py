@@ -26,13 +26,13 @@ import torch
 from PIL import Image
 from torch import nn
 
-from segdemo.clicks import Click, distance_to_boundary, sample_click
+from segdemo.clicks import distance_to_boundary, sample_click
 from segdemo.data.photo_textures import SOURCE as PHOTO_SOURCE
 from segdemo.models.click_net import ClickNet, config_dict
+from segdemo.prompts import Click
 from segdemo.tasks.click_model import ClickPrompter, click_maps
 from segdemo.tasks.common import batch_to_tensor
-from segdemo.train.loop import Run
-from segdemo.train.prompted import (
+from segdemo.train.interactive import (
     SOURCES,
     Interactive,
     candidates,
@@ -40,6 +40,7 @@ from segdemo.train.prompted import (
     pick_targets,
     train_interactive,
 )
+from segdemo.train.loop import Run
 
 
 @dataclass(frozen=True)

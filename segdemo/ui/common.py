@@ -11,9 +11,9 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from segdemo.imaging import ImageInputError, PreparedImage, prepare_image
+from segdemo.prompts import PromptError
 from segdemo.registry import ModelUnavailableError, UnknownModelError
 from segdemo.tasks.finetune import LabelError
-from segdemo.tasks.prompted import PromptError
 from segdemo.weights import WeightsError
 
 log = logging.getLogger("segdemo")

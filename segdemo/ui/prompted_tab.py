@@ -1,27 +1,27 @@
 """Tab: prompted masks — one picture to drop a photo on and click; the same through
 /prompt_segment.
 
-The picture (``prompt_picture``) answers clicks itself, beside the queue. The handlers here do
-what may wait for a pause: the three masks with their scores, the cut-out and the mask file,
-a change of model, an example, "segment everything" and the JSON API. Each reads the page's
-picture from ``prompt_picture.STORE`` under the token the picture's value carries.
+The picture (``prompt_picture.PromptPicture``) answers clicks itself, beside the queue. The
+handlers here do what may wait for a pause: the masks with their scores, the cut-out and the
+mask file, a change of model, an example, "segment everything" and the JSON API. Every change
+to the page's picture goes through ``picture_ops.perform``, under the token the picture's value
+carries.
 """
 
 from __future__ import annotations
 
-import uuid
-
 import gradio as gr
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from segdemo import viz
 from segdemo.examples import flower_examples, scene_examples
 from segdemo.imaging import PreparedImage, save_png
+from segdemo.prompts import parse_prompts
 from segdemo.registry import get_spec, is_available, list_models
-from segdemo.tasks.prompt_session import PromptSession, Step, parse_prompts, replay
-from segdemo.tasks.prompted import EVERYTHING_MIN_IOU, segment_everything
-from segdemo.ui import prompt_picture
+from segdemo.tasks.prompt_session import PromptSession, Step, working_prompts
+from segdemo.tasks.prompted import segment_everything
+from segdemo.tasks.sam_prompter import EVERYTHING_MIN_IOU
 from segdemo.ui.common import (
     image_input,
     load_input,
@@ -30,10 +30,17 @@ from segdemo.ui.common import (
     to_uint8_mask,
     user_errors,
 )
-from segdemo.ui.prompt_picture import STORE, checked_token, view
-
-DEFAULT_MODEL = prompt_picture.DEFAULT_MODEL
-POSITIVE, NEGATIVE, BOX = (40, 220, 90), (235, 50, 50), (255, 215, 0)
+from segdemo.ui.picture_ops import perform
+from segdemo.ui.picture_store import DEFAULT_MODEL, STORE, checked_token, token_or_new
+from segdemo.ui.picture_view import (
+    cutout,
+    drawn,
+    notes,
+    original_mask_png,
+    status_line,
+    view,
+)
+from segdemo.ui.prompt_picture import PromptPicture, queued
 
 EXPLANATION = """
 **Two ways to let a click in.** A prompted model must bring together two things: what the
@@ -82,32 +89,6 @@ def model_choices() -> list[tuple[str, str]]:
     return choices
 
 
-def _key(request: gr.Request | None) -> str:
-    # Browser and gradio_client calls both carry a session hash; anything else gets a private
-    # key of its own, so nothing is ever shared by accident.
-    return getattr(request, "session_hash", None) or f"anonymous-{uuid.uuid4().hex}"
-
-
-def _draw(prepared: PreparedImage, session: PromptSession) -> np.ndarray:
-    """The working image with the chosen mask, its outline, the points and the box."""
-    picture = prepared.pixels
-    if session.current is not None:
-        mask = session.current.mask
-        picture = viz.outline(viz.overlay(picture, mask), mask)
-    canvas = Image.fromarray(picture)
-    draw = ImageDraw.Draw(canvas)
-    r = max(4, round(max(prepared.size) / 110))
-    for prompt in session.prompts:
-        if prompt["kind"] == "point":
-            ((x, y),) = prepared.to_working([[prompt["x"], prompt["y"]]])
-            colour = POSITIVE if prompt["label"] == 1 else NEGATIVE
-            draw.ellipse((x - r, y - r, x + r, y + r), fill=colour, outline="white", width=2)
-        else:
-            corners = prepared.to_working(np.reshape(prompt["box"], (2, 2)))
-            draw.rectangle(tuple(corners.ravel()), outline=BOX, width=max(2, r // 2))
-    return np.asarray(canvas)
-
-
 def _thumbnails(prepared: PreparedImage, step: Step | None) -> list[tuple[np.ndarray, str]]:
     if step is None:
         return []
@@ -127,68 +108,67 @@ def _thumbnails(prepared: PreparedImage, step: Step | None) -> list[tuple[np.nda
 def details(value):
     """(masks gallery, cut-out, mask file, status, prompts JSON, version) of the page's
     current mask: what the page asks for once its clicks pause."""
-    token = checked_token(value)
-    picture = STORE.get(token)
-    step = picture.session.current
-    status = prompt_picture.status_line(picture)
-    notes = prompt_picture.notes(picture)
+    page = STORE.get(checked_token(value))
+    session, status = page.session, status_line(page)
+    step = None if session is None else session.current
     if step is None:
-        return [], None, None, f"{status}\n\n{notes}", "", picture.version
-    mask = to_uint8_mask(prompt_picture.original_mask(picture))
+        return [], None, None, f"{status}\n\n{notes(page)}", "", page.version
     return (
-        _thumbnails(picture.prepared, step),
-        prompt_picture.cutout(picture),
-        save_png(mask, "prompt-mask"),
-        f"**{status}** · mask {step.chosen + 1} of {len(step.masks)}\n\n{notes}",
-        picture.session.to_json(),
-        picture.version,
+        _thumbnails(session.image, step),
+        cutout(page),
+        save_png(original_mask_png(page), "prompt-mask"),
+        f"**{status}** · mask {step.chosen + 1} of {len(step.masks)}\n\n{notes(page)}",
+        session.original_prompts_json(),
+        page.version,
     )
+
+
+def _performed(value, payload: dict) -> dict:
+    """``perform`` on the page of the picture's value, answered with the new view."""
+    token = token_or_new(value)  # a page on the queue fallback may have no token yet
+    page, new_photo = perform(token, payload)
+    return view(page, token, with_photo=new_photo)
 
 
 @user_errors
 def load_example(path, value):
     """An example picked below the picture: opened as an upload would be."""
-    token = prompt_picture.token_or_new(value)  # a page on the queue fallback may have none
-    picture = STORE.update(token, lambda p: prompt_picture.open_image(p, path, token))
-    return view(picture, token, with_photo=True)
+    return _performed(value, {"op": "open", "path": path})
 
 
 @user_errors
 def change_model(value, model_name: str):
-    """Prepare the image for the chosen model and replay the current prompts with it."""
-    token = prompt_picture.token_or_new(value)
-    picture = STORE.update(token, lambda p: prompt_picture.change_model(p, model_name, token))
-    return view(picture, token)
+    """Prepare the photo for the chosen model and replay the current prompts with it."""
+    return _performed(value, {"op": "model", "model": model_name})
 
 
 @user_errors
 def choose_mask(value, evt: gr.SelectData):
     """Pick one of the masks of a single click."""
-    token = checked_token(value)
-    picture = STORE.update(token, lambda p: prompt_picture.choose(p, int(evt.index), token))
-    return view(picture, token), *details(value)
+    checked_token(value)  # choosing needs a page that has clicked
+    return _performed(value, {"op": "choose", "index": int(evt.index)}), *details(value)
 
 
 @user_errors
-def everything(value, model_name: str, progress=gr.Progress()):  # noqa: B008
+def everything(value, progress=gr.Progress()):  # noqa: B008
     """Every object the model is sure of, from a grid of single-point prompts."""
-    token = checked_token(value)
-    prepared = prompt_picture.require_image(STORE.get(token))
-    progress(0.0, desc="preparing the image")
+    page = STORE.get(checked_token(value))
+    session = page.require_session()
+    progress(0.0, desc="prompting a grid of points")
     result = segment_everything(
-        prepared,
-        model_name,
-        token,
+        session.prompter,
+        session.state,
+        session.image.pixels,
         progress=lambda f: progress(f, desc="prompting a grid of points"),
     )
     rng = np.random.default_rng(0)
-    picture = prepared.pixels.copy()
+    picture = session.image.pixels.copy()
     for mask in result.masks:  # largest first: small masks stay visible on top
         colour = tuple(int(c) for c in rng.integers(40, 256, 3))
         picture = viz.outline(viz.overlay(picture, mask, colour, alpha=0.6), mask)
     note = (
         f"**{len(result.masks)} masks** from {result.points} point prompts in "
-        f"{result.seconds:.1f} s (`{model_name}`; estimated IoU ≥ {EVERYTHING_MIN_IOU}, "
+        f"{result.seconds:.1f} s (`{session.model}`; estimated IoU ≥ {EVERYTHING_MIN_IOU}, "
         "duplicates and overlaps removed)."
     )
     if not result.masks:
@@ -202,60 +182,51 @@ def everything(value, model_name: str, progress=gr.Progress()):  # noqa: B008
 
 
 @user_errors
-def prompt_segment(
-    image_path,
-    points_json: str,
-    box_json: str,
-    model_name: str,
-    multimask: bool,
-    request: gr.Request,
-):
+def prompt_segment(image_path, points_json: str, box_json: str, model_name: str, multimask: bool):
     """The API: image + prompts as JSON -> (overlay, mask PNGs at the original size, scores).
 
     The prompts are replayed in order as clicks would be (the box first when it is given
     apart), so the masks are the ones clicking them in the tab gives.
     """
-    return _replayed(image_path, points_json, box_json, model_name, multimask, _key(request))
+    return _replayed(load_input(image_path), points_json, box_json, model_name, multimask)
 
 
-def _replayed(image_path, points_json, box_json, model_name, multimask, key: str):
-    prepared = load_input(image_path)
-    prompts = parse_prompts(points_json, box_json, prepared.original_size)
-    session = replay(prepared, prompts, model_name, key, bool(multimask))
+def _replayed(image: PreparedImage, points_json, box_json, model_name, multimask):
+    prompts = parse_prompts(points_json, box_json, image.original_size)
+    session = PromptSession.open(image, model_name).replay(
+        working_prompts(prompts, image), bool(multimask)
+    )
     step = session.current
-    originals = [prepared.mask_to_original(m) for m in step.masks]
+    originals = [image.mask_to_original(m) for m in step.masks]
     files = [save_png(to_uint8_mask(m), f"prompt-mask-{k}") for k, m in enumerate(originals)]
     details = {
         "model": model_name,
         "scores": [round(s, 4) for s in step.scores],
         "best": int(np.argmax(step.scores)),
-        "original_size": list(prepared.original_size),
+        "original_size": list(image.original_size),
         "mask_pixels": [int(m.sum()) for m in originals],
         "predict_ms": round(1000 * sum(s.seconds for s in session.steps), 1),
     }
-    return _draw(prepared, session), files, details
+    return drawn(session), files, details
 
 
 @user_errors
 def prompt_segment_of_picture(value, points_json, box_json, model_name, multimask):
     """The JSON prompts replayed on the picture's photo (the button below the picture)."""
-    token = checked_token(value)
-    picture = STORE.get(token)
-    if picture.source is None:
-        raise gr.Error("Upload a photo or pick an example first.")
-    return _replayed(picture.source, points_json, box_json, model_name, multimask, token)
+    session = STORE.get(checked_token(value)).require_session()
+    return _replayed(session.image, points_json, box_json, model_name, multimask)
 
 
 @user_errors
 def send_as_label(value, targets: int):
     """The photo and its current mask, for the "train on this image" sections of other tabs:
     per target tab its photo, its opened section, its mask label."""
-    picture = STORE.get(checked_token(value))
-    if picture.source is None or picture.session.current is None:
+    page = STORE.get(checked_token(value))
+    if page.session is None or page.session.current is None:
         raise gr.Error("Upload an image and click on it first: there is no mask to send.")
-    mask = save_png(to_uint8_mask(prompt_picture.original_mask(picture)), "prompt-mask")
+    mask = save_png(original_mask_png(page), "prompt-mask")
     gr.Info("The mask is now the label in tabs 1 and 2: open one and press Fine-tune.")
-    return [picture.source, gr.Accordion(open=True), mask] * targets
+    return [page.source, gr.Accordion(open=True), mask] * targets
 
 
 def build_tab(label_targets: list[list[gr.components.Component]] = ()) -> None:
@@ -264,7 +235,7 @@ def build_tab(label_targets: list[list[gr.components.Component]] = ()) -> None:
     with gr.Tab("Prompted masks (SAM-style)", id="prompted", elem_id="prompted-tab"):
         with gr.Row():
             with gr.Column(scale=3):
-                picture = prompt_picture.picture_component(elem_id="prompted-picture")
+                picture = PromptPicture(elem_id="prompted-picture")
                 # The examples' photo, and the JSON API's; the page shows the picture.
                 photo_file = image_input("Photo", visible=False)
                 examples = gr.Examples(
@@ -322,7 +293,7 @@ def build_tab(label_targets: list[list[gr.components.Component]] = ()) -> None:
             None, [details_version], None, js=fresh, **private
         )
         picture.select(
-            prompt_picture.queued, [picture], [picture], **private, **queue_group("sam_click")
+            queued, [picture], [picture], **private, **queue_group("sam_click")
         )
         embed_group = queue_group("sam_embed")
         examples.load_input_event.then(
@@ -332,7 +303,7 @@ def build_tab(label_targets: list[list[gr.components.Component]] = ()) -> None:
         gallery.select(choose_mask, [picture], [picture, *shown], **private)
         everything_button.click(
             everything,
-            [picture, model],
+            [picture],
             [everything_image, everything_note],
             **private,
             **embed_group,

@@ -1,0 +1,229 @@
+"""The prompt vocabulary: a click, a box, the prompts a model is given, and their one validator.
+
+Every part of the prompted path speaks it: the page and ``/prompt_segment`` (through
+``checked`` and ``parse_prompts``), the prompt session, the prompters, the click protocol and
+the trainers. Coordinates are ``(x, y)`` pixels of whichever image the prompts are given on;
+a pixel's centre is at ``+0.5``.
+
+The rule, the same for the page and the API: a point lies on the image, ``0 <= x < width`` and
+``0 <= y < height`` (the page keeps its pointer positions inside the picture); a box lies
+within ``[0, width] x [0, height]`` and is at least ``MIN_BOX_SIDE`` pixels wide and tall.
+Labels are 1 (positive) or 0 (negative), nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+MIN_BOX_SIDE = 2.0
+# A click settles the pixels under it, whatever the model returns: a disc of this radius (a
+# share of the image's long side) around a positive click is in the mask, one around a negative
+# click out. That is how a user reads a click, and the promise f-BRS (Sofiiuk et al., 2020)
+# keeps by optimisation; a weak model otherwise answers "remove this" by moving the mask.
+CLICK_RADIUS = 0.015
+
+
+class PromptError(ValueError):
+    """The prompts cannot be used (none given, malformed, outside the image); says why."""
+
+
+@dataclass(frozen=True)
+class Click:
+    """A point prompt: ``(x, y)`` and whether it marks the object (positive) or not."""
+
+    x: float
+    y: float
+    positive: bool
+
+    @property
+    def label(self) -> int:
+        return int(self.positive)
+
+
+@dataclass(frozen=True)
+class Box:
+    """A box prompt, corners ordered: ``x0 <= x1``, ``y0 <= y1``."""
+
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+
+    @classmethod
+    def spanning(cls, xa: float, ya: float, xb: float, yb: float) -> Box:
+        """The box with opposite corners ``(xa, ya)`` and ``(xb, yb)``, in any order."""
+        return cls(min(xa, xb), min(ya, yb), max(xa, xb), max(ya, yb))
+
+    def as_array(self) -> np.ndarray:
+        return np.array([self.x0, self.y0, self.x1, self.y1])
+
+
+Prompt = Click | Box
+
+
+def mapped(prompt: Prompt, transform: Callable[[np.ndarray], np.ndarray]) -> Prompt:
+    """``prompt`` with its points passed through ``transform`` (``Nx2`` (x, y) -> ``Nx2``),
+    e.g. ``PreparedImage.to_working``: the one way prompts change frame."""
+    if isinstance(prompt, Click):
+        ((x, y),) = transform(np.array([[prompt.x, prompt.y]], np.float64))
+        return Click(float(x), float(y), prompt.positive)
+    (xa, ya), (xb, yb) = transform(prompt.as_array().reshape(2, 2))
+    return Box.spanning(float(xa), float(ya), float(xb), float(yb))
+
+
+@dataclass(frozen=True)
+class Prompts:
+    """What a prompter is given: every click so far, in order, and the latest box (a new box
+    replaces the one before, as SAM takes one box)."""
+
+    clicks: tuple[Click, ...] = ()
+    box: Box | None = None
+
+    @classmethod
+    def of(cls, prompts: Iterable[Prompt]) -> Prompts:
+        prompts = list(prompts)
+        boxes = [p for p in prompts if isinstance(p, Box)]
+        clicks = tuple(p for p in prompts if isinstance(p, Click))
+        return cls(clicks, boxes[-1] if boxes else None)
+
+    @property
+    def empty(self) -> bool:
+        return not self.clicks and self.box is None
+
+    @property
+    def lone_click(self) -> bool:
+        """A single click and nothing else: the prompt for which SAM offers several masks."""
+        return len(self.clicks) == 1 and self.box is None
+
+    @property
+    def points(self) -> np.ndarray:
+        """``Nx2 float64`` (x, y)."""
+        return np.array([[c.x, c.y] for c in self.clicks], np.float64).reshape(-1, 2)
+
+    @property
+    def labels(self) -> np.ndarray:
+        """``N int64``, 1 positive, 0 negative."""
+        return np.array([c.label for c in self.clicks], np.int64)
+
+
+def disc(shape: tuple[int, int], x: float, y: float, radius: float):
+    """The pixels of an ``HxW`` image within ``radius`` of ``(x, y)``: ``(rows, cols)`` slices
+    of the disc's bounding square and the ``bool`` disc inside it, or None when the disc misses
+    the image. Only the square is touched, so a click costs microseconds, not a pass over the
+    image."""
+    h, w = shape
+    top, left = max(0, int(y - radius)), max(0, int(x - radius))
+    bottom, right = min(h, int(y + radius) + 2), min(w, int(x + radius) + 2)
+    if top >= bottom or left >= right:
+        return None
+    rows, cols = np.ogrid[top:bottom, left:right]
+    return (slice(top, bottom), slice(left, right)), (cols - x) ** 2 + (rows - y) ** 2 <= radius**2
+
+
+def settle_clicks(masks: np.ndarray, clicks: Iterable[Click]) -> np.ndarray:
+    """``...xHxW bool`` masks with each click's disc (``CLICK_RADIUS``) set to its label; later
+    clicks win where discs overlap."""
+    settled = masks.copy()
+    radius = CLICK_RADIUS * max(masks.shape[-2:])
+    for click in clicks:
+        found = disc(masks.shape[-2:], click.x, click.y, radius)
+        if found is not None:
+            (rows, cols), inside = found
+            settled[..., rows, cols][..., inside] = click.positive
+    return settled
+
+
+# The validator: JSON values (the page's and the API's) -> prompts, or a PromptError that says
+# what is wrong. ``size`` is ``(height, width)`` of the image the coordinates are given on.
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def checked_click(value, size: tuple[int, int]) -> Click:
+    """``[x, y, label]`` -> a ``Click`` on an image of ``size``."""
+    h, w = size
+    if not (isinstance(value, list) and len(value) == 3 and all(_is_number(v) for v in value)):
+        raise PromptError("points must be a JSON list of [x, y, label], e.g. [[120, 80, 1]]")
+    x, y, label = value
+    if not (math.isfinite(x) and math.isfinite(y)):
+        raise PromptError(f"point ({x}, {y}) has a coordinate that is not a number")
+    if label not in (0, 1):
+        raise PromptError(f"a point's label is 1 (positive) or 0 (negative), not {label}")
+    if not (0 <= x < w and 0 <= y < h):
+        raise PromptError(f"point ({x}, {y}) lies outside the {w}×{h} image")
+    return Click(float(x), float(y), label == 1)
+
+
+def checked_box(value, size: tuple[int, int]) -> Box:
+    """``[x0, y0, x1, y1]`` (opposite corners, in any order) -> a ``Box`` on ``size``."""
+    h, w = size
+    if not (isinstance(value, list) and len(value) == 4 and all(_is_number(v) for v in value)):
+        raise PromptError("box must be a JSON list [x0, y0, x1, y1], or empty")
+    if not all(math.isfinite(v) for v in value):
+        raise PromptError(f"box {value} has a coordinate that is not a number")
+    if min(value) < 0 or max(value[0], value[2]) > w or max(value[1], value[3]) > h:
+        raise PromptError(f"box {value} reaches outside the {w}×{h} image")
+    box = Box.spanning(*(float(v) for v in value))
+    if min(box.x1 - box.x0, box.y1 - box.y0) < MIN_BOX_SIDE:
+        raise PromptError(
+            f"box {value} has no area to speak of: it is too small, under {MIN_BOX_SIDE:g} "
+            "pixels wide or tall; drag across the object"
+        )
+    return box
+
+
+def checked(value, size: tuple[int, int]) -> Prompt:
+    """A prompt object ``{"kind": "point", "x", "y", "label"}`` or ``{"kind": "box", "box"}``,
+    or a bare ``[x, y, label]``, as a checked prompt."""
+    if isinstance(value, list):
+        return checked_click(value, size)
+    kind = value.get("kind") if isinstance(value, dict) else None
+    if kind == "point":
+        return checked_click([value.get("x"), value.get("y"), value.get("label")], size)
+    if kind == "box":
+        return checked_box(value.get("box"), size)
+    raise PromptError(f'a prompt is a point or a box: "kind" "point" or "box", not {kind!r}')
+
+
+def to_json(prompt: Prompt) -> dict:
+    """The prompt object that ``checked`` reads back."""
+    if isinstance(prompt, Click):
+        return {"kind": "point", "x": prompt.x, "y": prompt.y, "label": prompt.label}
+    return {"kind": "box", "box": [prompt.x0, prompt.y0, prompt.x1, prompt.y1]}
+
+
+def _parsed(text: str, what: str):
+    text = (text or "").strip()
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, ValueError) as err:
+        raise PromptError(f"{what} is not valid JSON: {text[:60]}") from err
+
+
+def parse_prompts(points_json: str, box_json: str, size: tuple[int, int]) -> list[Prompt]:
+    """Checked prompts, in the order they are to be clicked, from the API's two fields.
+
+    ``points_json``: ``[[x, y, label], ...]`` (label 1 positive, 0 negative), or a list of
+    prompt objects in click order (what the tab's JSON box shows). ``box_json``:
+    ``[x0, y0, x1, y1]`` or empty; a box given there comes first, as a user draws a box and
+    then corrects it with clicks.
+    """
+    points = _parsed(points_json, "points") or []
+    if not isinstance(points, list):
+        raise PromptError("points must be a JSON list of [x, y, label], e.g. [[120, 80, 1]]")
+    prompts = [checked(p, size) for p in points]
+    given_box = _parsed(box_json, "box")
+    if given_box is not None:
+        prompts.insert(0, checked_box(given_box, size))
+    if not prompts:
+        raise PromptError("Give at least one point or a box.")
+    return prompts
