@@ -9,22 +9,17 @@ import torch
 from PIL import Image
 
 from segdemo import registry
-from segdemo.clicks import Click
 from segdemo.data.composites import make_composite
 from segdemo.imaging import prepare_image
+from segdemo.prompts import Box, Click, PromptError, Prompts, parse_prompts
 from segdemo.registry import ModelUnavailableError
-from segdemo.tasks import prompt_session
 from segdemo.tasks.click_model import MIN_WINDOW, click_maps, focus_window
-from segdemo.tasks.promptable import Prediction, PreparedState, Prompts
-from segdemo.tasks.prompted import (
-    EmbeddingCache,
-    PromptError,
-    grid_everything,
-    segment,
-    segment_everything,
-)
+from segdemo.tasks.prompt_session import PromptSession, working_prompts
+from segdemo.tasks.promptable import ImageState, Prediction
+from segdemo.tasks.prompted import grid_everything, prompter_for, propose, segment_everything
 from segdemo.train.click_net import IterativeTrainer, make_batch, scattered_clicks
-from segdemo.ui import prompt_picture
+from segdemo.ui import picture_ops
+from segdemo.ui.picture_store import PictureStore, new_token
 
 torch.set_num_threads(2)
 
@@ -49,7 +44,8 @@ def test_click_maps_put_disks_in_their_channels():
 
 
 def window_of(previous, points, labels, size, box=None, expand=1.4):
-    prompts = Prompts(np.asarray(points, float).reshape(-1, 2), np.asarray(labels), box)
+    clicks = tuple(Click(x, y, bool(k)) for (x, y), k in zip(points, labels, strict=True))
+    prompts = Prompts(clicks, None if box is None else Box(*box))
     return focus_window(previous, prompts, size, expand)
 
 
@@ -88,36 +84,31 @@ def test_a_zoomed_prediction_lands_on_the_original_pixels(random_weights, shape)
     big = prepare_image(photo(size=(shape[0] * 10, shape[1] * 10)))
     assert big.resized
     h, w = big.original_size
-    cache = EmbeddingCache()
-    corner = [[w - 1, h - 1, 1]]
-    first = segment(big, corner, None, "click_net", False, "s", cache=cache)
-    assert first.masks.shape == (1, h, w) and first.masks[0, h - 1, w - 1]
+    corner = working_prompts(parse_prompts(f"[[{w - 1}, {h - 1}, 1]]", "", (h, w)), big)
+    opened = PromptSession.open(big, "click_net")
+    first = opened.click(corner[0], False)
+    assert first.original_mask().shape == (h, w) and first.original_mask()[h - 1, w - 1]
     previous = np.zeros(big.size, np.float32)
     previous[-5:, -5:] = 0.9  # a small mask in the far corner: a tight zoom-in window
-    second = segment(
-        big, corner + [[w - 3, h - 3, 1]], None, "click_net", False, "s", previous, cache
-    )
+    second_click = working_prompts([Click(w - 3, h - 3, True)], big)[0]
+    prompts = Prompts((corner[0], second_click))
+    second = propose(opened.prompter, opened.state, prompts, previous, False)
     probability = second.feedback[0]
     window = focus_window(
-        previous > 0.5,
-        Prompts(big.to_working([[w - 1, h - 1], [w - 3, h - 3]]), np.array([1, 1])),
-        big.size,
-        registry.load_model("click_net").config.expand,
+        previous > 0.5, prompts, big.size, registry.load_model("click_net").config.expand
     )
     outside = np.ones(big.size, bool)
     outside[window.slices()] = False
     assert outside.any() and np.array_equal(probability[outside], previous[outside])
-    assert second.masks[0, h - 1, w - 1] and second.masks.shape == (1, h, w)
+    assert big.mask_to_original(second.masks[0])[h - 1, w - 1]
 
 
 def test_a_box_is_the_window_and_nothing_outside_it_is_masked(random_weights):
-    prepared = prepare_image(photo(size=(240, 320)))
-    result = segment(
-        prepared, [], [40, 30, 200, 180], "click_net", False, "s", cache=EmbeddingCache()
-    )
+    session = PromptSession.open(prepare_image(photo(size=(240, 320))), "click_net")
+    mask = session.click(Box(40, 30, 200, 180)).current.mask
     outside = np.ones((240, 320), bool)
     outside[30:181, 40:201] = False
-    assert not result.masks[0][outside].any()
+    assert not mask[outside].any()
 
 
 def test_training_batches_are_a_pure_function_of_the_step():
@@ -146,26 +137,20 @@ def test_one_training_step_reaches_every_layer():
 
 
 def test_replaying_the_prompts_gives_the_masks_of_clicking_them(random_weights):
-    prepared = prepare_image(photo(3, (240, 320)))
-    prompts = [
-        prompt_session.point(100, 80, True),
-        prompt_session.point(40, 200, False),
-        prompt_session.box(20, 20, 300, 220),
-        prompt_session.point(150, 120, True),
-    ]
-    cache = EmbeddingCache()
-    session = prompt_session.PromptSession("click_net")
-    for prompt in prompts:
-        session = prompt_session.click(session, prepared, prompt, "s", cache=cache)
-    replayed = prompt_session.replay(prepared, session.prompts, "click_net", "s", cache=cache)
+    image = prepare_image(photo(3, (240, 320)))
+    prompts = [Click(100, 80, True), Click(40, 200, False), Box(20, 20, 300, 220)]
+    session = PromptSession.open(image, "click_net")
+    for prompt in [*prompts, Click(150, 120, True)]:
+        session = session.click(prompt)
+    replayed = session.replay(session.prompts)
     assert len(replayed.steps) == len(session.steps) == 4
     for clicked, again in zip(session.steps, replayed.steps, strict=True):
         assert np.array_equal(clicked.mask, again.mask)
-    parsed = prompt_session.parse_prompts(session.to_json(), "", prepared.original_size)
-    assert parsed == list(session.prompts)  # the JSON the page sends round-trips
+    parsed = parse_prompts(session.original_prompts_json(), "", image.original_size)
+    assert parsed == list(session.prompts)  # the JSON the tab shows round-trips
 
 
-def test_a_failed_model_call_leaves_the_state_as_it_was(random_weights, tmp_path):
+def test_a_failed_model_call_leaves_the_state_as_it_was(random_weights, tmp_path, monkeypatch):
     """A change whose model call fails (here: an official checkpoint that is not on this
     machine) changes nothing: prompts and masks stay in step, and the next undo removes the
     prompt before it and shows that prompt's mask."""
@@ -173,53 +158,57 @@ def test_a_failed_model_call_leaves_the_state_as_it_was(random_weights, tmp_path
         pytest.skip("the ViT-H checkpoint is on this machine")
     path = tmp_path / "photo.png"
     Image.fromarray(photo(4, (240, 320))).save(path)
-    store, token = prompt_picture.PictureStore(), prompt_picture.new_token()
-    store.update(token, lambda p: prompt_picture.open_image(p, str(path), token))
+    store, token = PictureStore(), new_token()
+    monkeypatch.setattr(picture_ops, "STORE", store)
+    monkeypatch.setattr(picture_ops, "_openable", str)
+    picture_ops.perform(token, {"op": "open", "path": str(path)})
     for x in (60, 120):
         prompt = {"kind": "point", "x": x, "y": 100, "label": 1}
-        store.update(token, lambda p, prompt=prompt: prompt_picture.add_prompt(p, prompt, token))
+        picture_ops.perform(token, {"op": "prompt", "prompt": prompt})
     before = store.get(token)
     with pytest.raises(ModelUnavailableError, match="sam_vit_h_4b8939.pth"):
-        store.update(token, lambda p: prompt_picture.change_model(p, "sam_vit_h", token))
+        picture_ops.perform(token, {"op": "model", "model": "sam_vit_h"})
     assert store.get(token) is before
     session = before.session
     assert session.model == "click_net" and len(session.prompts) == len(session.steps) == 2
-    undone = store.update(token, lambda p: prompt_picture.undo(p, token)).session
+    undone = picture_ops.perform(token, {"op": "undo"})[0].session
     assert undone.prompts == session.prompts[:1]
-    first_only = prompt_session.replay(before.prepared, undone.prompts, "click_net", "s")
+    first_only = session.replay(undone.prompts)
     assert np.array_equal(undone.current.mask, first_only.current.mask)
+    too_many = PromptSession(
+        image=session.image,
+        model="click_net",
+        prompter=session.prompter,
+        state=session.state,
+        prompts=(session.prompts[0],) * 64,
+    )
     with pytest.raises(PromptError, match="64 prompts"):
-        too_many = prompt_session.PromptSession("click_net", (session.prompts[0],) * 64)
-        prompt_session.click(too_many, before.prepared, prompt_session.point(5, 5, False), "s")
+        too_many.click(Click(5, 5, False))
 
 
 def test_changing_the_model_replays_every_step_with_the_new_model(random_weights):
-    prepared = prepare_image(photo(5, (240, 320)))
-    prompts = [prompt_session.point(100, 80, True), prompt_session.point(200, 150, False)]
-    clicked = prompt_session.replay(prepared, prompts, "click_net", "s")
-    changed = prompt_session.change_model(clicked, prepared, "sam_tiny", "s")
+    image = prepare_image(photo(5, (240, 320)))
+    prompts = [Click(100, 80, True), Click(200, 150, False)]
+    clicked = PromptSession.open(image, "click_net").replay(prompts)
+    changed = clicked.with_model("sam_tiny")
     assert changed.model == "sam_tiny" and changed.prompts == clicked.prompts
-    with_sam = prompt_session.replay(prepared, prompts, "sam_tiny", "s")
+    with_sam = PromptSession.open(image, "sam_tiny").replay(prompts)
     assert len(changed.steps[0].masks) == 3  # SAM's three masks for the lone first click
     for a, b in zip(changed.steps, with_sam.steps, strict=True):
         assert np.array_equal(a.mask, b.mask)
-    back = prompt_session.change_model(changed, prepared, "click_net", "s")
+    back = changed.with_model("click_net")
     for a, b in zip(back.steps, clicked.steps, strict=True):
         assert np.array_equal(a.mask, b.mask)
 
 
 def test_two_sessions_clicking_at_once_get_their_own_masks(random_weights):
-    cache = EmbeddingCache()
     images = [prepare_image(photo(k, (120, 160))) for k in range(4)]
-    clicks = [[[30 + 20 * k, 40 + 10 * k, 1]] for k in range(4)]
-    expected = [
-        segment(im, clicks[k], None, "click_net", False, f"solo{k}", cache=cache).masks
-        for k, im in enumerate(images)
-    ]
+    clicks = [Click(30 + 20 * k, 40 + 10 * k, True) for k in range(4)]
+    expected = [PromptSession.open(im, "click_net").click(clicks[k]) for k, im in enumerate(images)]
     results = {}
 
     def run(k):
-        results[k] = segment(images[k], clicks[k], None, "click_net", False, f"u{k}", cache=cache)
+        results[k] = PromptSession.open(images[k], "click_net").click(clicks[k])
 
     threads = [threading.Thread(target=run, args=(k,)) for k in range(4)]
     for t in threads:
@@ -227,10 +216,8 @@ def test_two_sessions_clicking_at_once_get_their_own_masks(random_weights):
     for t in threads:
         t.join()
     for k in range(4):
-        assert np.array_equal(results[k].masks, expected[k])
-    assert {key[0] for key in cache.keys()} <= {f"solo{k}" for k in range(4)} | {
-        f"u{k}" for k in range(4)
-    }
+        assert np.array_equal(results[k].current.mask, expected[k].current.mask)
+        assert results[k].state is not expected[k].state  # each session prepared its own
 
 
 class RegionPrompter:
@@ -242,7 +229,7 @@ class RegionPrompter:
         self.regions, self.score = regions, score
 
     def prepare(self, pixels):
-        return PreparedState(None, 0.0)
+        return ImageState(None, 0.0)
 
     def predict(self, image, prompts, feedback, multimask):
         x, y = prompts.points[0].astype(int)
@@ -265,8 +252,8 @@ def test_segment_everything_keeps_each_object_once():
 
 
 def test_segment_everything_runs_the_click_model(random_weights):
-    result = segment_everything(
-        prepare_image(photo()), "click_net", "s", points_per_side=4, cache=EmbeddingCache()
-    )
+    pixels = prepare_image(photo()).pixels
+    prompter = prompter_for("click_net")
+    result = segment_everything(prompter, prompter.prepare(pixels), pixels, 4)
     assert result.points == 16 and result.seconds > 0 and 0 <= result.best_candidate <= 1
     assert all(m.shape == (120, 160) for m in result.masks)

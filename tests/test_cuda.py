@@ -16,7 +16,9 @@ from segdemo import registry
 from segdemo.examples import EXAMPLES_DIR
 from segdemo.imaging import prepare_image
 from segdemo.metrics import iou
-from segdemo.tasks import finetune, instances, patch_classify, prompted, semantic, upsample
+from segdemo.prompts import Click
+from segdemo.tasks import finetune, instances, patch_classify, semantic, upsample
+from segdemo.tasks.prompt_session import PromptSession
 from segdemo.train.click_net import IterativeTrainer
 from segdemo.train.click_net import make_batch as click_batch
 from segdemo.train.instances import DetectionLosses, scene_batch
@@ -80,16 +82,17 @@ def test_maskrcnn_finds_the_same_instances():
 
 @pytest.mark.parametrize("model", ["click_net", "sam_tiny"])
 def test_prompted_masks_match_the_cpu(on_gpu, model):
-    prepared = prepare_image(example("scene_0.png"))
-    clicks = [[160, 150, 1]]
-    cache = prompted.EmbeddingCache()
-    gpu = prompted.segment(prepared, clicks, None, model, True, "a", cache=cache)
+    image = prepare_image(example("scene_0.png"))
+    click = Click(160, 150, True)
+    gpu = PromptSession.open(image, model).click(click)
     registry.set_default_device("cpu")
-    cpu = prompted.segment(prepared, clicks, None, model, True, "b", cache=cache)
-    kept = cache.get(("a", model, prepared.digest)).value
+    cpu = PromptSession.open(image, model).click(click)
+    kept = gpu.state.value
     assert (kept if model == "click_net" else kept.features).device.type == "cuda"
-    np.testing.assert_allclose(gpu.scores, cpu.scores, atol=0.01)
-    assert iou(gpu.masks[cpu.best], cpu.masks[cpu.best]) > 0.98
+    gpu_step, cpu_step = gpu.current, cpu.current
+    np.testing.assert_allclose(gpu_step.scores, cpu_step.scores, atol=0.01)
+    best = cpu_step.chosen
+    assert iou(gpu_step.masks[best], cpu_step.masks[best]) > 0.98
 
 
 def test_finetuning_trains_copies_on_the_gpu(on_gpu):

@@ -144,7 +144,7 @@ def test_editor_strokes_train_the_tab_models(where):
 def test_sending_a_mask_before_there_is_one_says_what_to_do():
     import gradio as gr
 
-    from segdemo.ui.prompt_picture import new_token
+    from segdemo.ui.picture_store import new_token
     from segdemo.ui.prompted_tab import send_as_label
 
     with pytest.raises(gr.Error, match="click on it first"):

@@ -21,7 +21,6 @@ from PIL import Image
 
 from segdemo.clicks import first_click
 from segdemo.data.scenes import make_scene
-from segdemo.tasks.prompted import CACHE
 
 CLIENTS = 20
 LOAD_SECONDS = 45  # each client keeps calling until then, then finishes its current call
@@ -112,9 +111,5 @@ def test_twenty_concurrent_users_each_get_their_own_answers(users):
     assert sum(calls for calls, _ in outcomes) >= CLIENTS  # every user got answers
     assert all(calls > 0 for calls, _ in outcomes)
 
-    # Memory stays bounded: the embedding cache evicts, whatever the number of users.
-    assert len(CACHE.keys()) <= CACHE.max_entries
-    sessions = [key[0] for key in CACHE.keys()]
-    assert all(sessions.count(s) <= CACHE.per_session for s in sessions)
     rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     assert rss_after - rss_before < 2 * 1024 * 1024, "peak memory grew by more than 2 GiB"

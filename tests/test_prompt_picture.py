@@ -12,11 +12,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from segdemo.bench_clicks import PictureClient
 from segdemo.data.scenes import make_scene
-from segdemo.tasks import prompt_session
-from segdemo.ui import prompt_picture
-from segdemo.ui.prompt_picture import PictureError, PictureStore
+from segdemo.picture_client import PictureClient
+from segdemo.prompts import Click, PromptError
+from segdemo.ui import picture_ops, picture_store, prompt_picture
+from segdemo.ui.picture_ops import add_prompt, clear, open_image, undo
+from segdemo.ui.picture_store import PictureError, PictureStore, checked_token, new_token
+from segdemo.ui.picture_view import view
 
 
 def decoded(data_url: str) -> Image.Image:
@@ -42,16 +44,16 @@ def photos(tmp_path_factory):
 
 def opened(path: str, store: PictureStore | None = None):
     store = store or PictureStore()
-    token = prompt_picture.new_token()
-    store.update(token, lambda p: prompt_picture.open_image(p, path, token))
+    token = new_token()
+    store.update(token, lambda p: open_image(p, path))
     return store, token
 
 
 def test_the_drawn_mask_is_the_mask_and_its_outline_stays_inside(photos):
     store, token = opened(photos[0])
     prompt = {"kind": "point", "x": 150, "y": 120, "label": 1}
-    picture = store.update(token, lambda p: prompt_picture.add_prompt(p, prompt, token))
-    shown = prompt_picture.view(picture, token)
+    picture = store.update(token, lambda p: add_prompt(p, prompt))
+    shown = view(picture, token)
     mask = picture.session.current.mask
     assert np.array_equal(drawn_mask(shown), mask)
     palette = np.asarray(decoded(shown["mask"]))
@@ -60,28 +62,32 @@ def test_the_drawn_mask_is_the_mask_and_its_outline_stays_inside(photos):
     assert shown["size"] == [320, 240] and "photo" not in shown
 
 
-def test_clicks_are_taken_in_working_pixels_and_kept_in_original_pixels(tmp_path):
+def test_clicks_are_taken_and_kept_in_working_pixels_and_exported_at_the_original_size(tmp_path):
     """A photo larger than the working size: the page clicks the working image; the prompt
-    is stored in the upload's pixels and the exported mask has the upload's size."""
+    stays in working pixels, and the mask and the JSON prompts leave in the upload's."""
     path = tmp_path / "big.png"
     Image.fromarray(make_scene(5, "val", (1200, 1600)).image).save(path)
     store, token = opened(str(path))
-    prepared = store.get(token).prepared
-    assert prepared.size == (768, 1024)
+    image = store.get(token).session.image
+    assert image.size == (768, 1024)
     prompt = {"kind": "point", "x": 512, "y": 384, "label": 1}
-    picture = store.update(token, lambda p: prompt_picture.add_prompt(p, prompt, token))
-    assert picture.session.prompts[0] == prompt_session.point(800, 600, True)
-    assert prompt_picture.original_mask(picture).shape == (1200, 1600)
-    assert prompt_picture.view(picture, token)["prompts"][0]["x"] == pytest.approx(512)
+    picture = store.update(token, lambda p: add_prompt(p, prompt))
+    assert picture.session.prompts[0] == Click(512.0, 384.0, True)
+    assert picture.session.original_mask().shape == (1200, 1600)
+    assert '"x": 800.0, "y": 600.0' in picture.session.original_prompts_json()
+    assert view(picture, token)["prompts"][0]["x"] == pytest.approx(512)
 
 
 @pytest.mark.parametrize(
     "prompt, message",
     [
-        ({"kind": "point", "x": "12", "y": 4, "label": 1}, "numeric"),
-        ({"kind": "point", "x": float("nan"), "y": 4, "label": 1}, "numeric"),
+        ({"kind": "point", "x": "12", "y": 4, "label": 1}, "x, y, label"),
+        ({"kind": "point", "x": float("nan"), "y": 4, "label": 1}, "not a number"),
+        ({"kind": "point", "x": 320, "y": 4, "label": 1}, "outside the 320×240 image"),
+        ({"kind": "point", "x": 12, "y": 4, "label": 2}, "label is 1"),
+        ({"kind": "point", "x": 12, "y": 4, "label": True}, "x, y, label"),
         ({"kind": "box", "box": [10, 10, 11, 50]}, "too small"),
-        ({"kind": "box", "box": [10, 10]}, "point or a box"),
+        ({"kind": "box", "box": [10, 10]}, "box must be"),
         ({"kind": "scribble"}, "point or a box"),
         ("click", "point or a box"),
     ],
@@ -89,58 +95,58 @@ def test_clicks_are_taken_in_working_pixels_and_kept_in_original_pixels(tmp_path
 def test_a_malformed_prompt_is_refused_and_changes_nothing(photos, prompt, message):
     store, token = opened(photos[0])
     before = store.get(token)
-    with pytest.raises(PictureError, match=message):
-        store.update(token, lambda p: prompt_picture.add_prompt(p, prompt, token))
+    with pytest.raises(PromptError, match=message):
+        store.update(token, lambda p: add_prompt(p, prompt))
     assert store.get(token) is before
 
 
 def test_a_box_confines_the_mask_and_undo_and_clear_need_no_model(photos):
     store, token = opened(photos[1])
     box = {"kind": "box", "box": [100, 60, 220, 200]}
-    picture = store.update(token, lambda p: prompt_picture.add_prompt(p, box, token))
+    picture = store.update(token, lambda p: add_prompt(p, box))
     mask = picture.session.current.mask
     assert mask.any() and not mask[:, :100].any() and not mask[:59, :].any()
     negative = {"kind": "point", "x": 160, "y": 130, "label": 0}
-    after = store.update(token, lambda p: prompt_picture.add_prompt(p, negative, token))
+    after = store.update(token, lambda p: add_prompt(p, negative))
     assert not after.session.current.mask[130, 160]
-    undone = store.update(token, lambda p: prompt_picture.undo(p, token))
+    undone = store.update(token, undo)
     assert np.array_equal(undone.session.current.mask, mask)
     assert undone.version > after.version
-    cleared = store.update(token, lambda p: prompt_picture.clear(p, token))
-    assert cleared.session.current is None and cleared.prepared is not None
+    cleared = store.update(token, clear)
+    assert cleared.session.current is None and cleared.session.image is not None
 
 
 def test_only_issued_tokens_open_a_picture():
-    token = prompt_picture.new_token()
-    assert prompt_picture.checked_token({"token": token}) == token
+    token = new_token()
+    assert checked_token({"token": token}) == token
     forged = token[:16] + ("0" if token[16] != "0" else "1") + token[17:]
     for value in ({"token": forged}, {"token": "x" * 32}, {"token": 7}, {}, None):
         with pytest.raises(PictureError, match="reload the page"):
-            prompt_picture.checked_token(value)
+            checked_token(value)
 
 
 def test_a_click_on_a_photo_that_was_replaced_is_refused(photos):
     store, token = opened(photos[0])
-    first = store.get(token).prepared.digest
-    store.update(token, lambda p: prompt_picture.open_image(p, photos[1], token))
+    first = store.get(token).session.image.digest
+    store.update(token, lambda p: open_image(p, photos[1]))
     prompt = {"kind": "point", "x": 150, "y": 120, "label": 1}
     with pytest.raises(PictureError, match="photo changed"):
-        store.update(token, lambda p: prompt_picture.add_prompt(p, prompt, token, first))
-    current = store.get(token).prepared.digest
-    picture = store.update(token, lambda p: prompt_picture.add_prompt(p, prompt, token, current))
+        store.update(token, lambda p: add_prompt(p, prompt, first))
+    current = store.get(token).session.image.digest
+    picture = store.update(token, lambda p: add_prompt(p, prompt, current))
     assert len(picture.session.prompts) == 1
 
 
 def test_the_store_is_bounded_and_a_busy_page_is_refused_not_queued(photos, monkeypatch):
     store = PictureStore(max_pages=3)
-    tokens = [prompt_picture.new_token() for _ in range(5)]
+    tokens = [new_token() for _ in range(5)]
     versions = [store.update(token, lambda p: p.changed()).version for token in tokens]
     assert len(store) == 3 and versions == sorted(versions)
-    store.get(prompt_picture.new_token())  # reading a page that has nothing stores nothing
+    store.get(new_token())  # reading a page that has nothing stores nothing
     assert len(store) == 3
     # A page pushed out and opened again still counts its versions upwards.
     assert store.update(tokens[0], lambda p: p.changed()).version > versions[-1]
-    monkeypatch.setattr(prompt_picture, "BUSY_SECONDS", 0.2)
+    monkeypatch.setattr(picture_store, "BUSY_SECONDS", 0.2)
     inside, release = threading.Event(), threading.Event()
 
     def slow(picture):
@@ -151,7 +157,7 @@ def test_the_store_is_bounded_and_a_busy_page_is_refused_not_queued(photos, monk
     worker = threading.Thread(target=store.update, args=(tokens[-1], slow))
     worker.start()
     inside.wait(5)
-    with pytest.raises(PictureError, match="previous clicks"):
+    with pytest.raises(PromptError, match="previous clicks"):
         store.update(tokens[-1], lambda p: p.changed())
     store.update(tokens[-2], lambda p: p.changed())  # another page is not held up
     release.set()
@@ -161,20 +167,23 @@ def test_the_store_is_bounded_and_a_busy_page_is_refused_not_queued(photos, monk
 def test_the_queued_fallback_gives_the_same_view_and_reports_errors_in_it(photos, monkeypatch):
     store, token = opened(photos[0])
     monkeypatch.setattr(prompt_picture, "STORE", store)
+    monkeypatch.setattr(picture_ops, "STORE", store)
     prompt = {"kind": "point", "x": 150, "y": 120, "label": 1}
     event = SimpleNamespace(value={"op": "prompt", "prompt": prompt})
     queued = prompt_picture.queued({"token": token}, event)
-    replayed = prompt_session.replay(
-        store.get(token).prepared, store.get(token).session.prompts, "click_net", "s"
-    )
+    session = store.get(token).session
+    replayed = session.replay(session.prompts)
     assert np.array_equal(drawn_mask(queued), replayed.current.mask)
     event = SimpleNamespace(value={"op": "paint", "request": 7})
     refused = prompt_picture.queued({"token": token}, event)
     assert "Unknown operation" in refused["error"] and refused["version"] == queued["version"]
     assert refused["request"] == 7  # the page matches an answer to its request
-    # A page without a token gets a new one, with an empty picture.
+    # A page without a token gets a new one, with an empty picture; a token that is not
+    # this server's is refused, not silently replaced.
     fresh = prompt_picture.queued({}, SimpleNamespace(value={"op": "undo"}))
     assert fresh["token"] != token and fresh["image"] is None
+    lost = prompt_picture.queued({"token": "0" * 32}, SimpleNamespace(value={"op": "undo"}))
+    assert "lost its session" in lost["error"]
 
 
 # Over HTTP, through the app's server functions: the route that skips the queue.
@@ -185,7 +194,7 @@ def test_server_functions_answer_errors_as_messages(app_url, photos, tmp_path):
     junk = tmp_path / "notes.png"
     junk.write_text("not pixels")
     assert "not an image that can be read" in page.open(str(junk))["error"]
-    assert prompt_picture.TOKEN.fullmatch(page.token)
+    assert picture_store.TOKEN.fullmatch(page.token)
     assert "first" in page.point(10, 10)["error"]  # no photo yet
     for path in (photos[0], "/etc/passwd", "app.py"):  # not uploaded through the page
         assert "Upload the photo through the page" in page.operate("open", path=path)["error"]
@@ -212,10 +221,11 @@ def test_two_pages_see_only_their_own_masks_even_with_one_session_hash(app_url, 
     for thread in threads:
         thread.join()
     from segdemo.imaging import prepare_image
+    from segdemo.tasks.prompt_session import PromptSession
 
     for k, photo in enumerate(photos):
-        prompts = [prompt_session.point(x, y, p) for x, y, p in clicks[k]]
-        replayed = prompt_session.replay(prepare_image(photo), prompts, "click_net", "check")
+        prompts = [Click(x, y, p) for x, y, p in clicks[k]]
+        replayed = PromptSession.open(prepare_image(photo), "click_net").replay(prompts)
         assert np.array_equal(drawn_mask(answers[k][-1]), replayed.current.mask)
         assert [p["x"] for p in answers[k][-1]["prompts"]] == [x for x, _, _ in clicks[k]]
         exported = pages[k].call("export", {"token": pages[k].token, "what": "mask"})

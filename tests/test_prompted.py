@@ -97,7 +97,7 @@ def test_clicked_pixels_keep_their_label(random_weights):
         return np.stack([image.mask_to_original(m) for m in step.masks])
 
     clicked = masks("[[400, 300, 1], [1000, 800, 0]]")
-    assert clicked.shape == (3, 1200, 1600)
+    assert clicked.shape[1:] == (1200, 1600)
     assert clicked[:, 300, 400].all() and not clicked[:, 800, 1000].any()
     flipped = masks("[[400, 300, 0], [1000, 800, 1]]")
     assert not flipped[:, 300, 400].any() and flipped[:, 800, 1000].all()

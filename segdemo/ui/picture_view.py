@@ -80,7 +80,7 @@ def view(page: Page, token: str, with_photo: bool = False) -> dict:
 
 def current_mask(page: Page) -> np.ndarray:
     """The mask on screen, ``HxW bool`` at the working size."""
-    step = page.require_session().current
+    step = None if page.session is None else page.session.current
     if step is None:
         raise PictureError("Click on the picture first: there is no mask yet.")
     return step.mask
