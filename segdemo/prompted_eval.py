@@ -5,7 +5,7 @@ COCO MVal layout (``images/NAME.jpg``, ``masks/NAME.png`` with 0 background and 
 and plots the mean IoU after each click. The protocol is ``segdemo.clicks``'s: the first
 click at the object's deepest point, each next one at the deepest point of the larger error,
 the previous mask's feedback handed back with every click, 20 clicks per object. Any
-``Prompter`` runs it, and so does the classical baseline (``classical.RandomWalker``).
+``Prompter`` runs it, and so does the classical baseline (``classical.RandomWalkerPrompter``).
 """
 
 from __future__ import annotations

@@ -31,14 +31,16 @@ USER_ERRORS = (
 
 # Concurrency groups: events that run the same kind of model share one queue slot count.
 # Two CPU cores, and torch already spreads one call over both: more heavy calls at once only
-# slow each of them down, so heavy groups run one or two at a time. A click in the prompted
-# tab only runs SAM's small decoder (milliseconds) and has its own group, so it never waits
-# behind a multi-second image embedding or "segment everything" of another user.
+# slow each of them down, so heavy groups run one or two at a time. A queued click in the
+# prompted tab (a SAM decoder on the page's embedding, or click_net on its zoom-in crop: tens
+# of milliseconds) has its own group, so it never queues behind a multi-second embedding or
+# "segment everything"; inside, every prompted model call takes the one model turn
+# (``tasks.prompted.model_turn``).
 CONCURRENCY_LIMITS = {
     "dense": 2,  # patch classifier, upsampling nets, UNets: tens of milliseconds each
     "maskrcnn": 1,  # up to seconds per image with the official ResNet-50 checkpoint
     "sam_embed": 1,  # image encoders: up to many seconds with the official ViTs
-    "sam_click": 4,  # prompt encoder + mask decoder on a cached embedding
+    "sam_click": 4,  # queued clicks and /prompt_segment: the model turn paces them
     "finetune": 1,  # "train on this image": up to 20 s of both cores per request
 }
 
