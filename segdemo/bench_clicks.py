@@ -17,6 +17,7 @@ tried; each count runs for a fixed time, so the loop stops by itself.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -249,15 +250,17 @@ def _load(users: list[SimulatedUser], seconds: float) -> list[float]:
 
 
 @contextmanager
-def app_process(port: int = 7911):
-    """``python app.py`` on 127.0.0.1:``port`` in its own process; yields its URL."""
+def app_process(port: int = 7911, root: Path | None = None):
+    """``python app.py`` of the source tree ``root`` (this one by default) on
+    127.0.0.1:``port`` in its own process; yields its URL."""
     import httpx
 
     from segdemo.weights import REPO_ROOT
 
     server = subprocess.Popen(
         [sys.executable, "app.py", "--port", str(port)],
-        cwd=REPO_ROOT,
+        cwd=root or REPO_ROOT,
+        env={**os.environ, "PYTHONPATH": str(root or REPO_ROOT)},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -297,6 +300,49 @@ def capacity(photo: np.ndarray) -> dict:
                 break
     sustained = [lvl["users"] for lvl in levels if lvl["p90_ms"] <= TARGET_P90_MS]
     return {"levels": levels, "sustained": max(sustained, default=0)}
+
+
+# The server's own time for a picture click (the ``server_ms`` of each answer: checking the
+# prompt, the model, the PNG), beside the same code path at an earlier commit, in one run.
+PICTURE_BEFORE = "88753b8"  # the last commit before the prompt session held its own state
+SERVER_GAP_SECONDS = 0.5  # corrections come fast, about half a second apart
+
+
+def server_click_ms(photo: np.ndarray, clicks: int = 20, before: str = PICTURE_BEFORE) -> list:
+    """Median and p90 of ``server_ms`` over ``clicks`` clicks, for this tree and for the tree
+    at commit ``before`` (checked out beside it with ``git worktree``), each in its own app."""
+    from segdemo.weights import REPO_ROOT
+
+    path = photo_file(photo)
+    points = click_points(Image.open(path).size[::-1], clicks + WARM_UP)
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        old = Path(folder) / "before"
+        subprocess.run(
+            ["git", "worktree", "add", "--detach", str(old), before],
+            cwd=REPO_ROOT,
+            check=True,
+            capture_output=True,
+        )
+        try:
+            for label, root, port in (("now", REPO_ROOT, 7913), (before, old, 7914)):
+                with app_process(port, root) as url:
+                    page = PictureClient(url)
+                    page.open(path)
+                    ms = []
+                    for k, (x, y, positive) in enumerate(points):
+                        if k % 8 == 0:
+                            page.operate("clear")
+                        answer = page.point(x, y, positive)
+                        if k >= WARM_UP:
+                            ms.append(answer["server_ms"])
+                        time.sleep(SERVER_GAP_SECONDS)
+                rows.append(_summary(f"server side of a picture click, {label}", ms))
+        finally:
+            subprocess.run(
+                ["git", "worktree", "remove", "--force", str(old)], cwd=REPO_ROOT, check=False
+            )
+    return rows
 
 
 def render(latency: list[dict], load: dict | None) -> str:

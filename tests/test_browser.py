@@ -159,6 +159,7 @@ def test_prompted_tab_click_remove_undo_and_clear(page):
     click_picture(page, *edge)
     second = mask_pixels(page, 2)
     assert second != first
+    assert not drawn_mask(page)[edge[1], edge[0]]  # the removed spot is out of the mask
 
     picture_button(page, "Undo").click()
     assert mask_pixels(page, 1) == first

@@ -283,7 +283,9 @@ async function askPreview() {
       root.dataset.preview = `${at.x},${at.y}`;
     }
   } catch (err) {
-    hover = false; // the preview is a help, not a must: it stops quietly
+    // The preview is a help, not a must: it switches itself off, and the toggle says so.
+    setHover(false);
+    say(`The hover preview stopped (${describe(err)}); clicks still work.`, true);
   } finally {
     hoverBusy = false;
   }
@@ -291,11 +293,15 @@ async function askPreview() {
   else if (hoverAt && hoverAt !== at) askPreview();
 }
 
-root.querySelector('[data-action="hover"]').addEventListener("click", (event) => {
-  hover = !hover;
-  event.currentTarget.setAttribute("aria-pressed", String(hover));
-  if (!hover) clearPreview();
-});
+const hoverToggle = root.querySelector('[data-action="hover"]');
+
+function setHover(on) {
+  hover = on;
+  hoverToggle.setAttribute("aria-pressed", String(on));
+  if (!on) clearPreview();
+}
+
+hoverToggle.addEventListener("click", () => setHover(!hover));
 
 // Input: pixels of the working image under the pointer.
 
