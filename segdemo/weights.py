@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,11 @@ class WeightsFile:
     @property
     def config(self) -> dict[str, Any]:
         return self.metadata.get("config", {})
+
+
+def config_dict(config: Any) -> dict[str, Any]:
+    """A dataclass config as the JSON ``config`` of a weights file (tuples become lists)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()}
 
 
 def save_weights(path: Path | str, model: torch.nn.Module, **metadata: Any) -> Path:

@@ -44,19 +44,18 @@ def random_weights(tmp_path_factory):
     import torch
 
     from segdemo import registry
-    from segdemo.models import click_net, sam_tiny
     from segdemo.train.sam_tiny import half_precision
-    from segdemo.weights import save_weights
+    from segdemo.weights import config_dict, save_weights
 
     folder = tmp_path_factory.mktemp("weights")
     torch.manual_seed(0)
     net = registry.build_model("click_net")
-    save_weights(folder / "click_net.safetensors", net, config=click_net.config_dict(net.config))
+    save_weights(folder / "click_net.safetensors", net, config=config_dict(net.config))
     sam = registry.build_model("sam_tiny")
     save_weights(
         folder / "sam_tiny.safetensors",
         half_precision(sam),
-        config=sam_tiny.config_dict(sam.config),
+        config=config_dict(sam.config),
     )
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("SEGDEMO_WEIGHTS", str(folder))

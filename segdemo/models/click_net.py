@@ -17,7 +17,7 @@ is upsampled bilinearly to the input size.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -119,10 +119,6 @@ class ClickNet(nn.Module):
             x = merge(x, skip)
         logits = F.interpolate(self.head(x), scale_factor=2.0, mode="bilinear", align_corners=False)
         return logits[..., :h, :w]
-
-
-def config_dict(config: ClickNetConfig) -> dict:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()}
 
 
 @register_model(

@@ -19,7 +19,7 @@ models with their 91 COCO category slots, loaded from the official ``.pth`` file
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -37,6 +37,7 @@ from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 from segdemo.data.scenes import CLASS_NAMES, INSTANCE_CLASSES
 from segdemo.models import maskrcnn_views
 from segdemo.registry import register_model
+from segdemo.weights import config_dict
 
 # Detector class 0 is background, as in torchvision; 1.. are the scene's countable classes.
 SCENE_CLASSES = ("background",) + tuple(CLASS_NAMES[c] for c in INSTANCE_CLASSES)
@@ -208,7 +209,7 @@ class SceneMaskRCNN(MaskRCNN):
 
     def config_dict(self) -> dict:
         """The config as JSON-ready keyword arguments of this class."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self.config).items()}
+        return config_dict(self.config)
 
 
 @register_model(

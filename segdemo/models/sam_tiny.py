@@ -17,7 +17,7 @@ The image encoder maps a ``Bx3xSxS`` normalised, padded image (``S = img_size``)
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -174,11 +174,6 @@ def align_cross_attention(transformer: TwoWayTransformer, gain: float) -> None:
         attention.k_proj.weight.copy_(attention.q_proj.weight)
         attention.q_proj.bias.zero_()
         attention.k_proj.bias.zero_()
-
-
-def config_dict(config: SamTinyConfig) -> dict:
-    """The config as JSON-friendly values (tuples become lists)."""
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()}
 
 
 @register_model(

@@ -28,7 +28,7 @@ from torch import nn
 
 from segdemo.clicks import distance_to_boundary, sample_click
 from segdemo.data.photo_textures import SOURCE as PHOTO_SOURCE
-from segdemo.models.click_net import ClickNet, config_dict
+from segdemo.models.click_net import ClickNet
 from segdemo.prompts import Click
 from segdemo.tasks.click_model import ClickPrompter, click_maps
 from segdemo.tasks.common import batch_to_tensor
@@ -41,6 +41,7 @@ from segdemo.train.interactive import (
     train_interactive,
 )
 from segdemo.train.loop import Run
+from segdemo.weights import config_dict
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ from segment_anything.modeling import Sam
 from torch import nn
 
 from segdemo.clicks import sample_click
-from segdemo.models.sam_tiny import PATCH, config_dict
+from segdemo.models.sam_tiny import PATCH
 from segdemo.tasks.sam_prompter import SamPrompter
 from segdemo.train.interactive import (
     SOURCES,
@@ -53,6 +53,7 @@ from segdemo.train.interactive import (
     train_interactive,
 )
 from segdemo.train.loop import Run
+from segdemo.weights import config_dict
 
 
 @dataclass(frozen=True)
