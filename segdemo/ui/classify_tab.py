@@ -11,10 +11,9 @@ from segdemo.metrics import iou
 from segdemo.tasks.patch_classify import classify_segment
 from segdemo.ui import finetune_section
 from segdemo.ui.common import (
-    image_input,
+    PhotoInput,
     load_input,
     notes_markdown,
-    queue_group,
     result_image,
     to_uint8_mask,
     user_errors,
@@ -67,9 +66,7 @@ def build_tab() -> list[gr.components.Component]:
     with gr.Tab("Classification as segmentation", id="classify", elem_id="classify-tab"):
         with gr.Row():
             with gr.Column():
-                image = image_input()
-                run = gr.Button("Segment", variant="primary")
-                examples = gr.Examples(flower_examples(), inputs=[image], label="Examples")
+                photo = PhotoInput.build("Segment", flower_examples())
                 gr.Markdown(EXPLANATION)
             with gr.Column():
                 low_res = result_image(
@@ -87,13 +84,8 @@ def build_tab() -> list[gr.components.Component]:
                 with gr.Accordion("Details (JSON)", open=False):
                     details = gr.JSON()
         label_inputs = finetune_section.build_section(
-            ("patch_classifier",), "classify", image, with_api=True
+            ("patch_classifier",), "classify", photo.image, with_api=True
         )
         outputs = [low_res, picture, mask_file, summary, details]
-        dense = queue_group("dense")
-        run.click(classify_segment_ui, [image], outputs, api_name="classify_segment", **dense)
-        image.upload(classify_segment_ui, [image], outputs, api_visibility="private", **dense)
-        examples.load_input_event.then(
-            classify_segment_ui, [image], outputs, api_visibility="private", **dense
-        )
+        photo.on_every_photo(classify_segment_ui, outputs, api_name="classify_segment")
     return label_inputs

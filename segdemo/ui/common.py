@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import gradio as gr
 import numpy as np
@@ -63,6 +64,29 @@ def image_input(label: str = "Image", **kwargs) -> gr.Image:
     # subclassing gr.Image, which makes gradio write a .pyi stub beside this file) fixes that.
     component.preprocess = _readable_errors(component.preprocess)
     return component
+
+
+@dataclass(frozen=True)
+class PhotoInput:
+    """A tab's photo, the button that runs the tab on it, and the examples that fill it."""
+
+    image: gr.Image
+    run: gr.Button
+    examples: gr.Examples
+
+    @classmethod
+    def build(cls, button: str, examples: list) -> PhotoInput:
+        image = image_input()
+        run = gr.Button(button, variant="primary")
+        return cls(image, run, gr.Examples(examples, inputs=[image], label="Examples"))
+
+    def on_every_photo(self, fn: Callable, outputs: list, api_name: str) -> None:
+        """Run ``fn`` on the photo when the button is pressed (the API's ``api_name``) and
+        again on every upload and chosen example, which the API does not need to show."""
+        dense = queue_group("dense")
+        self.run.click(fn, [self.image], outputs, api_name=api_name, **dense)
+        for event in (self.image.upload, self.examples.load_input_event.then):
+            event(fn, [self.image], outputs, api_visibility="private", **dense)
 
 
 def _readable_errors(preprocess: Callable) -> Callable:

@@ -21,10 +21,9 @@ from segdemo.tasks.semantic import (
     unet_compare,
 )
 from segdemo.ui.common import (
-    image_input,
+    PhotoInput,
     load_input,
     notes_markdown,
-    queue_group,
     result_image,
     user_errors,
 )
@@ -202,9 +201,7 @@ def build_tab() -> None:
     with gr.Tab("UNet semantic masks", id="unet", elem_id="unet-tab"):
         with gr.Row():
             with gr.Column(scale=1):
-                image = image_input()
-                run = gr.Button("Segment", variant="primary")
-                examples = gr.Examples(scene_examples(), inputs=[image], label="Examples")
+                photo = PhotoInput.build("Segment", scene_examples())
             with gr.Column(scale=2):
                 annotated = gr.AnnotatedImage(
                     label="UNet label map (hover a class in the legend to highlight it)",
@@ -244,12 +241,7 @@ def build_tab() -> None:
         gr.Markdown(EXPLANATION)
 
         outputs = [annotated, *colour_maps, truth, *losses, slices, summary, files, details]
-        dense = queue_group("dense")
-        run.click(unet_segment_ui, [image], outputs, api_name="unet_segment", **dense)
-        image.upload(unet_segment_ui, [image], outputs, api_visibility="private", **dense)
-        examples.load_input_event.then(
-            unet_segment_ui, [image], outputs, api_visibility="private", **dense
-        )
+        photo.on_every_photo(unet_segment_ui, outputs, api_name="unet_segment")
 
         gr.Markdown("### Worked example: the lecture's label grid, one-hot")
         grid_colour, grid_slices = lecture_grid_pictures()

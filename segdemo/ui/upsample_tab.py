@@ -19,10 +19,9 @@ from segdemo.tasks.upsample import (
 )
 from segdemo.ui import finetune_section
 from segdemo.ui.common import (
-    image_input,
+    PhotoInput,
     load_input,
     notes_markdown,
-    queue_group,
     result_image,
     to_uint8_mask,
     user_errors,
@@ -157,9 +156,7 @@ def build_tab() -> list[gr.components.Component]:
     with gr.Tab("Upsampling: transposed conv vs bilinear", id="upsample", elem_id="upsample-tab"):
         with gr.Row():
             with gr.Column(scale=1):
-                image = image_input()
-                run = gr.Button("Compare", variant="primary")
-                examples = gr.Examples(flower_examples(), inputs=[image], label="Examples")
+                photo = PhotoInput.build("Compare", flower_examples())
             with gr.Column(scale=2):
                 gr.Markdown(EXPLANATION)
                 summary = gr.Markdown()
@@ -179,14 +176,9 @@ def build_tab() -> list[gr.components.Component]:
             mask_files = gr.File(label="Masks at the original size (PNG)", file_count="multiple")
             with gr.Accordion("Details (JSON)", open=False):
                 details = gr.JSON()
-        label_inputs = finetune_section.build_section(UPSAMPLING_MODELS, "upsample", image)
+        label_inputs = finetune_section.build_section(UPSAMPLING_MODELS, "upsample", photo.image)
         outputs = [*pictures, summary, mask_files, details]
-        dense = queue_group("dense")
-        run.click(upsample_compare_ui, [image], outputs, api_name="upsample_compare", **dense)
-        image.upload(upsample_compare_ui, [image], outputs, api_visibility="private", **dense)
-        examples.load_input_event.then(
-            upsample_compare_ui, [image], outputs, api_visibility="private", **dense
-        )
+        photo.on_every_photo(upsample_compare_ui, outputs, api_name="upsample_compare")
 
         gr.Markdown("### Shape arithmetic\n" + CALCULATOR_HELP)
         with gr.Row():
