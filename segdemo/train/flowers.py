@@ -14,7 +14,7 @@ from segdemo.data.flowers import CLASS_NAMES, make_flowers
 from segdemo.evaluate import VAL_FLOWERS, flower_validation
 from segdemo.models.patch_classifier import PATCH, STRIDE
 from segdemo.tasks.common import batch_to_tensor
-from segdemo.train.loop import Run, train_and_save
+from segdemo.train.loop import recipe_trainer
 
 TRAIN_SIZE = (96, 96)
 
@@ -71,20 +71,12 @@ RECIPES = {
     "upsample_bilinear": (mask_batch, bce_dice, 3000, 3e-3),
 }
 
+# What the weights file records about the data its model saw.
+DATA = {
+    "description": "procedural flowers ({}×{}, fresh every step)".format(*TRAIN_SIZE),
+    "generator": "segdemo.data.flowers.make_flowers",
+    "train_split": "train",
+    "validation": f"split 'val', indices 0..{VAL_FLOWERS.count - 1}, {VAL_FLOWERS.size}",
+}
 
-def train(name: str, run: Run) -> dict:
-    """Train ``name`` from scratch (or resume), validate it, and write its weights file."""
-    data = {
-        "description": "procedural flowers ({}×{}, fresh every step)".format(*TRAIN_SIZE),
-        "generator": "segdemo.data.flowers.make_flowers",
-        "train_split": "train",
-        "validation": f"split 'val', indices 0..{VAL_FLOWERS.count - 1}, {VAL_FLOWERS.size}",
-    }
-    return train_and_save(
-        name,
-        RECIPES[name],
-        flower_validation,
-        classes=list(CLASS_NAMES),
-        data=data,
-        run=run,
-    )
+train = recipe_trainer(RECIPES, flower_validation, CLASS_NAMES, DATA)

@@ -223,6 +223,23 @@ def train_and_save(
     return metrics
 
 
+def recipe_trainer(
+    recipes: dict[str, Recipe],
+    validate: Callable[[str, torch.nn.Module], dict],
+    classes: tuple[str, ...],
+    data: dict,
+) -> Callable[[str, Run], dict]:
+    """``train(name, run)`` for a family of models that share validation, classes and data and
+    differ only by their recipe."""
+
+    def train(name: str, run: Run) -> dict:
+        return train_and_save(
+            name, recipes[name], validate, classes=list(classes), data=data, run=run
+        )
+
+    return train
+
+
 def _save(path: Path, model, optimizer, step: int, seconds: float) -> None:
     """``seconds``: training time up to ``step``, summed over every sitting so far."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from segdemo.data.scenes import CLASS_NAMES, PERSON, PURSE, make_scene
 from segdemo.evaluate import VAL_SCENES, scene_validation
 from segdemo.tasks.common import batch_to_tensor
-from segdemo.train.loop import Run, train_and_save
+from segdemo.train.loop import recipe_trainer
 
 CROP = (128, 160)  # (height, width) of a training crop; multiples of the UNet's stride 16
 SCENE_HEIGHTS = (192, 320)  # scenes are rendered at a random height in this range, 4:3
@@ -86,22 +86,14 @@ RECIPES = {
     "unet_noskip": (scene_batch, cross_entropy_dice, 3000, 3e-3),
 }
 
+# What the weights file records about the data its model saw.
+DATA = {
+    "description": "procedural street scenes, {}×{} crops of scenes {}..{} px high "
+    "(4:3), {} fresh scenes every step".format(*CROP, *SCENE_HEIGHTS, SCENES_PER_STEP),
+    "generator": "segdemo.data.scenes.make_scene",
+    "train_split": "train",
+    "validation": f"split 'val', indices {VAL_SCENES.start}.."
+    f"{VAL_SCENES.start + VAL_SCENES.count - 1}, {VAL_SCENES.size}",
+}
 
-def train(name: str, run: Run) -> dict:
-    """Train ``name`` from scratch (or resume), validate it, and write its weights file."""
-    data = {
-        "description": "procedural street scenes, {}×{} crops of scenes {}..{} px high "
-        "(4:3), {} fresh scenes every step".format(*CROP, *SCENE_HEIGHTS, SCENES_PER_STEP),
-        "generator": "segdemo.data.scenes.make_scene",
-        "train_split": "train",
-        "validation": f"split 'val', indices {VAL_SCENES.start}.."
-        f"{VAL_SCENES.start + VAL_SCENES.count - 1}, {VAL_SCENES.size}",
-    }
-    return train_and_save(
-        name,
-        RECIPES[name],
-        scene_validation,
-        classes=list(CLASS_NAMES),
-        data=data,
-        run=run,
-    )
+train = recipe_trainer(RECIPES, scene_validation, CLASS_NAMES, DATA)
