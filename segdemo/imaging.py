@@ -33,9 +33,9 @@ MAX_INPUT_PIXELS = 50_000_000
 # check is not on the path (the upload components' own look at a file).
 Image.MAX_IMAGE_PIXELS = MAX_INPUT_PIXELS
 # The formats the app documents. Pillow would otherwise also try EPS and PostScript (which it
-# hands to Ghostscript, an external interpreter) and dozens of rarely used decoders. MPO is
-# how Pillow names the JPEG that many phones write.
-FORMATS = ("PNG", "JPEG", "MPO", "WEBP", "BMP", "TIFF")
+# hands to Ghostscript, an external interpreter) and dozens of rarely used decoders. The JPEG
+# opener also opens the multi-picture JPEGs many phones write (Pillow calls them MPO).
+FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF")
 FORMAT_NAMES = "PNG, JPEG, WebP, BMP or TIFF"
 MAX_PATH = 4096  # longer "paths" are not files a user uploaded
 DOWNLOAD_SECONDS = 15 * 60  # the PNGs written for downloads are deleted after this
