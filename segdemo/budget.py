@@ -6,6 +6,9 @@ but a 50-megapixel photo costs hundreds of megabytes to decode or to export at i
 Every such job reserves its estimated bytes from ``RENDERS`` first, so that all of them
 together stay within ``RENDER_BYTES``: in practice, one big job at a time beside small ones.
 A job that cannot get its bytes within ``RENDER_WAIT`` seconds is refused with a message.
+A big job runs (``MemoryBudget.run``) on one of ``RENDER_THREADS`` threads of lower CPU
+priority, so that on two cores the model's turns, which every user's clicks wait for, still
+get the processor first.
 
 Freed memory is handed back to the system (glibc only): without that, the heap keeps every
 peak and a server that once decoded a big photo stays that big.
@@ -15,14 +18,22 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from typing import TypeVar
+
+T = TypeVar("T")
 
 RENDER_BYTES = 640 * 2**20  # all big transient work at once: one 50-megapixel job and more
 RENDER_WAIT = 20.0  # seconds a job waits for its bytes before it is refused
 TRIM_ABOVE = 32 * 2**20  # after a job this big, give freed memory back to the system
+BIG_JOB = 32 * 2**20  # a job this big runs on the render threads, below the clicks' priority
+RENDER_THREADS = 2
+RENDER_NICE = 10  # Linux "nice" of the render threads: a tenth of a normal thread's share
 
 
 class ServerBusyWithImages(ValueError):
@@ -87,6 +98,36 @@ class MemoryBudget:
                 self._free.notify_all()
             if nbytes >= TRIM_ABOVE:
                 give_back_memory()
+
+
+    def run(self, nbytes: int, what: str, job: Callable[[], T]) -> T:
+        """``job()`` with ``nbytes`` reserved: in this thread when small, else on a render
+        thread (this thread waits for it)."""
+        with self.reserve(nbytes, what):
+            if nbytes < BIG_JOB:
+                return job()
+            return _render_threads().submit(job).result()
+
+
+def _lower_priority() -> None:
+    try:  # on Linux a thread's id names it to setpriority: only this thread is lowered
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), RENDER_NICE)
+    except (AttributeError, OSError):  # elsewhere the render threads keep normal priority
+        pass
+
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _render_threads() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(
+                RENDER_THREADS, thread_name_prefix="segdemo-render", initializer=_lower_priority
+            )
+        return _pool
 
 
 RENDERS = MemoryBudget(RENDER_BYTES)

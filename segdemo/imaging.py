@@ -88,8 +88,11 @@ class PreparedImage:
         oh, ow = self.original_size
         per_pixel = mask.itemsize * (mask.shape[2] if mask.ndim == 3 else 1)
         # Pillow's resized copy and the array made from it, both at the original size.
-        with RENDERS.reserve(2 * per_pixel * oh * ow, "a mask at this photo's full size"):
-            return np.asarray(Image.fromarray(mask).resize((ow, oh), Image.NEAREST))
+        return RENDERS.run(
+            2 * per_pixel * oh * ow,
+            "a mask at this photo's full size",
+            lambda: np.asarray(Image.fromarray(mask).resize((ow, oh), Image.NEAREST)),
+        )
 
     def mask_to_working(self, mask: np.ndarray) -> np.ndarray:
         """An ``HxW`` mask or label map (the upload's size) resized (nearest) to the working
@@ -138,10 +141,12 @@ def prepare_image(source, max_side: int = MAX_SIDE) -> PreparedImage:
     if image.format in ("JPEG", "MPO") and max(width, height) > 2 * max_side:
         image.draft("RGB", (max_side, max_side))  # decode a smaller JPEG directly: fast, low memory
     try:
-        with RENDERS.reserve(decode_bytes(image, max_side), "a photo this large"):
-            # Shrunk first, turned after: turning a full-size image would copy all of it.
-            image = _upright(_shrink_early(image, max_side), orientation)
-            rgb, notes = _to_rgb(image)
+        # Shrunk first, turned after: turning a full-size image would copy all of it.
+        rgb, notes = RENDERS.run(
+            decode_bytes(image, max_side),
+            "a photo this large",
+            lambda: _to_rgb(_upright(_shrink_early(image, max_side), orientation)),
+        )
     except (OSError, ValueError, SyntaxError, EOFError) as err:
         if isinstance(err, ImageInputError | ServerBusyWithImages):
             raise
@@ -323,8 +328,11 @@ def read_mask(path, what: str = "mask") -> np.ndarray:
     with image:
         check_size(*image.size)
         try:
-            with RENDERS.reserve(decode_bytes(image) + image.size[0] * image.size[1], what):
-                return np.asarray(image.convert("L")) > 127
+            return RENDERS.run(
+                decode_bytes(image) + image.size[0] * image.size[1],
+                what,
+                lambda: np.asarray(image.convert("L")) > 127,
+            )
         except (OSError, ValueError, SyntaxError, EOFError) as err:
             if isinstance(err, ServerBusyWithImages):
                 raise
@@ -359,9 +367,12 @@ def save_png(array: np.ndarray, stem: str = "mask") -> str:
     folder = downloads_folder()
     _remove_old_downloads(folder)
     # Pillow's copy of the array, and the encoder's buffers.
-    with RENDERS.reserve(2 * array.nbytes, "a PNG this large"):
+
+    def write() -> str:
         with tempfile.NamedTemporaryFile(
             prefix=f"segdemo-{stem}-", suffix=".png", delete=False, dir=folder
         ) as f:
             Image.fromarray(array).save(f, format="PNG")
             return f.name
+
+    return RENDERS.run(2 * array.nbytes, "a PNG this large", write)

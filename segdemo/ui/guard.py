@@ -14,15 +14,20 @@ import ipaddress
 import json
 import re
 import threading
+import time
 from collections import OrderedDict
 from urllib.parse import parse_qs
 
 UPLOAD_BODY = 26 * 2**20  # one upload request: a 25 MB file and its multipart framing
 JSON_BODY = 4 * 2**20  # any other request: a page's view with its photo is under 1 MB
+DRAIN = 64 * 2**20  # of a refused body, read this much before answering (then hang up)
 SESSION_HASH = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # Requests whose JSON body names a session hash (Gradio's queue and component server).
 NAMES_SESSION = ("/queue/join", "/component_server", "/component_server/")
 MAX_SESSIONS = 1000  # Gradio's per-session states kept (its default: 10,000)
+SESSIONS_PER_CLIENT = 100  # new Gradio sessions one address may open per window
+SESSION_WINDOW = 600.0  # seconds
+SERVER_FUNCTIONS = "segdemo-server-functions"  # the one session the picture's calls run in
 MAX_UPLOADS_KEPT = 10_000  # uploads whose client is remembered (about 200 bytes each)
 
 
@@ -39,6 +44,9 @@ def _response(status: int, message: str):
 
 TOO_LARGE = _response(413, "This request is larger than the server accepts.")
 BAD_SESSION = _response(400, "The session id is not one this server issues: reload the page.")
+TOO_MANY_SESSIONS = _response(
+    429, "Too many new sessions from your address: use the pages you have open, or wait."
+)
 
 
 class RequestLimits:
@@ -60,13 +68,23 @@ class RequestLimits:
         headers = dict(scope.get("headers", []))
         declared = headers.get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            await _drain(receive, DRAIN)  # so that the client, still sending, reads the answer
             return await TOO_LARGE(send)
         if path.endswith(NAMES_SESSION) and scope.get("method") == "POST":
             body = await _read(receive, limit)
             if body is None:
                 return await TOO_LARGE(send)
-            if not _session_ok(body, headers.get(b"content-type", b"")):
+            session = _session_of(body, headers.get(b"content-type", b""))
+            if session is False:
                 return await BAD_SESSION(send)
+            if isinstance(session, str) and path.endswith("/component_server"):
+                # The picture's server functions keep nothing per Gradio session, but Gradio
+                # makes a session's state (about 350 KB) for every new hash they name: they
+                # all run under one.
+                body = json.dumps({**json.loads(body), "session_hash": SERVER_FUNCTIONS})
+                body = body.encode()
+            elif isinstance(session, str) and not SESSIONS.admit(client_of(_Peer(scope)), session):
+                return await TOO_MANY_SESSIONS(send)
             return await self.app(scope, _replay(body, receive), send)
         if path.endswith("/upload") and scope.get("method") == "POST":
             client = client_of(_Peer(scope))
@@ -132,6 +150,18 @@ class Uploads:
 UPLOADS = Uploads()
 
 
+async def _drain(receive, most: int) -> None:
+    """Read and drop up to ``most`` bytes of the body."""
+    size = 0
+    while size <= most:
+        message = await receive()
+        if message["type"] != "http.request":
+            return
+        size += len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return
+
+
 async def _read(receive, limit: int) -> bytes | None:
     """The whole body, or None once it passes ``limit`` bytes."""
     chunks, size = [], 0
@@ -149,14 +179,48 @@ async def _read(receive, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
-def _session_ok(body: bytes, content_type: bytes) -> bool:
+def _session_of(body: bytes, content_type: bytes) -> str | bool | None:
+    """The session hash a JSON body names; False for one that is not a short token; None
+    where there is none to check (not JSON: Gradio answers that itself)."""
     if not content_type.startswith(b"application/json"):
-        return True  # a multipart call to the component server: its hash is checked by form
+        return None
     try:
         value = json.loads(body).get("session_hash")
     except (ValueError, AttributeError, RecursionError):
-        return True  # not JSON: Gradio answers that itself
-    return value is None or (isinstance(value, str) and bool(SESSION_HASH.fullmatch(value)))
+        return None
+    if value is None:
+        return None
+    return value if isinstance(value, str) and SESSION_HASH.fullmatch(value) else False
+
+
+class Sessions:
+    """The session hashes each client opened within the last ``window`` seconds: a client
+    may open at most ``most`` (each costs Gradio a session's state, and a flood of new ones
+    would push every other user's state out of Gradio's bounded table)."""
+
+    def __init__(self, most: int = SESSIONS_PER_CLIENT, window: float = SESSION_WINDOW):
+        self.most, self.window = most, window
+        self._seen: dict[str, dict[str, float]] = {}
+        self._lock = threading.Lock()
+
+    def admit(self, client: str, session: str) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            if len(self._seen) > 4 * MAX_SESSIONS:  # forget clients gone quiet
+                recent = now - self.window
+                self._seen = {
+                    c: s for c, s in self._seen.items() if max(s.values(), default=0) > recent
+                }
+            hashes = self._seen.setdefault(client, {})
+            for old in [h for h, t in hashes.items() if t < now - self.window]:
+                del hashes[old]
+            if session not in hashes and len(hashes) >= self.most:
+                return False
+            hashes[session] = now
+            return True
+
+
+SESSIONS = Sessions()
 
 
 def _replay(body: bytes, receive):

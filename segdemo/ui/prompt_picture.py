@@ -94,8 +94,10 @@ def export(payload: dict, request: gr.Request | None = None) -> dict:
     if payload.get("what") == "cutout":
         return {"name": "cutout.png", "data": data_url(Image.fromarray(cutout(page)))}
     mask = original_mask_png(page)
-    with RENDERS.reserve(2 * mask.nbytes, "a mask at this photo's full size"):
-        return {"name": "mask.png", "data": data_url(Image.fromarray(mask))}
+    data = RENDERS.run(
+        2 * mask.nbytes, "a mask at this photo's full size", lambda: data_url(Image.fromarray(mask))
+    )
+    return {"name": "mask.png", "data": data}
 
 
 @_answers_errors
