@@ -17,6 +17,7 @@ from segdemo.budget import ServerBusyWithImages
 from segdemo.imaging import (
     FORMAT_NAMES,
     FORMATS,
+    MAX_INPUT_PIXELS,
     ImageInputError,
     PreparedImage,
     check_size,
@@ -87,6 +88,14 @@ def image_input(label: str = "Image", **kwargs) -> gr.Image:
 
 
 NOT_AN_IMAGE = f"This file is not an image that can be read: upload a {FORMAT_NAMES}."
+TOO_LARGE = (
+    f"The image is too large (over {MAX_INPUT_PIXELS // 1_000_000} megapixels): resize it first."
+)
+
+
+def _user_error(message: str) -> gr.Error:
+    """The message for the user; no traceback in the server's log for what a user did."""
+    return gr.Error(message, print_exception=False)
 
 
 def _readable_errors(preprocess: Callable) -> Callable:
@@ -98,9 +107,9 @@ def _readable_errors(preprocess: Callable) -> Callable:
         try:
             return preprocess(payload)
         except Image.DecompressionBombError as err:
-            raise gr.Error(f"The image is too large to open safely: {short(err)}") from err
+            raise _user_error(TOO_LARGE) from err
         except (UnidentifiedImageError, OSError, ValueError) as err:
-            raise gr.Error(NOT_AN_IMAGE) from err
+            raise _user_error(NOT_AN_IMAGE) from err
 
     return wrapper
 
@@ -113,9 +122,11 @@ def _check_data_url(url: str) -> None:
         with Image.open(io.BytesIO(data), formats=FORMATS) as image:
             check_size(*image.size)
     except ImageInputError as err:
-        raise gr.Error(str(err)) from err
-    except (Image.DecompressionBombError, UnidentifiedImageError, OSError, ValueError) as err:
-        raise gr.Error(NOT_AN_IMAGE) from err
+        raise _user_error(str(err)) from err
+    except Image.DecompressionBombError as err:
+        raise _user_error(TOO_LARGE) from err
+    except (UnidentifiedImageError, OSError, ValueError) as err:
+        raise _user_error(NOT_AN_IMAGE) from err
 
 
 def result_image(label: str, **kwargs) -> gr.Image:
@@ -136,12 +147,13 @@ def user_errors(fn: Callable) -> Callable:
         except gr.Error:
             raise
         except USER_ERRORS as err:
-            raise gr.Error(str(err)) from err
+            raise _user_error(str(err)) from err
         except Exception as err:
-            log_unexpected(fn.__name__, err)
+            log_unexpected(fn.__name__, err)  # logged here, cut short; not again by Gradio
             raise gr.Error(
                 f"Something went wrong while processing this request ({type(err).__name__}). "
-                "Try another image; if it keeps happening, please report it."
+                "Try another image; if it keeps happening, please report it.",
+                print_exception=False,
             ) from err
 
     return wrapper
