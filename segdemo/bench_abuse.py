@@ -227,5 +227,23 @@ def main() -> dict:
     return result
 
 
+def markdown(result: dict) -> str:
+    """The run as the benchmark report's section."""
+    idle, attacked, memory = result["idle"], result["under_attack"], result["memory_mb"]
+    return "\n".join(
+        [
+            "### Another user's clicks beside a hostile visitor (`python -m segdemo.bench_abuse`)",
+            "",
+            "| | median | p90 |",
+            "|---|---|---|",
+            f"| idle | {idle['p50_ms']} ms | {idle['p90_ms']} ms |",
+            f"| one page flooding, one opening the {LARGEST_SIDE}×{LARGEST_SIDE} photo "
+            f"| {attacked['p50_ms']} ms | {attacked['p90_ms']} ms |",
+            "",
+            f"Server memory: {memory['at_start']} MiB at start, {memory['peak']} MiB at its peak.",
+        ]
+    )
+
+
 if __name__ == "__main__":
     main()
