@@ -61,14 +61,13 @@ def change_model(page: Page, model) -> Page:
     return page.changed(model=model, session=session)
 
 
-def _openable(path, client: str) -> str:
-    # Only files this client sent through Gradio's upload route, and the app's own examples
-    # (or Gradio's copy of one): not the server's other files, nor another visitor's upload
-    # or the masks written for their downloads, which sit in the same upload folder.
+def _openable(path) -> str:
+    """``path`` if it is one of the app's examples (or Gradio's copy of one); files a client
+    uploaded are let through before this (``perform``). Not the server's other files, nor
+    another visitor's upload or the masks written for their downloads, which sit in the same
+    upload folder."""
     if isinstance(path, str) and len(path) < 4096 and "\0" not in path:
-        if is_in_or_equal(path, str(EXAMPLES_DIR)) or UPLOADS.uploaded_by(client, path):
-            return path
-        if _copy_of_an_example(path):
+        if is_in_or_equal(path, str(EXAMPLES_DIR)) or _copy_of_an_example(path):
             return path
     raise PictureError("Upload the photo through the page, then try again.")
 
@@ -103,7 +102,9 @@ def perform(token: str, payload: dict, client: str = "") -> tuple[Page, bool]:
     ``client``: who asks (``guard.client_of``), for the store's per-client bound and uploads."""
     operation = payload.get("op")
     if operation == "open":
-        path = _openable(payload.get("path"), client)
+        path = payload.get("path")
+        if not (isinstance(path, str) and UPLOADS.uploaded_by(client, path)):
+            path = _openable(path)
         return STORE.update(token, lambda p: open_image(p, path), client), True
     changes = {
         "prompt": lambda p: add_prompt(p, payload.get("prompt"), payload.get("image")),
