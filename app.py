@@ -11,11 +11,13 @@ import argparse
 import os
 
 import gradio as gr
+from starlette.middleware import Middleware
 
 from segdemo import registry
 from segdemo.examples import EXAMPLES_DIR
 from segdemo.ui import (
     classify_tab,
+    guard,
     maskrcnn_tab,
     models_tab,
     prompted_tab,
@@ -37,10 +39,13 @@ CSS = """
 """
 MAX_FILE_SIZE = "25mb"  # uploads above this are refused before they reach a handler
 QUEUE_SIZE = 64  # requests waiting beyond this are turned away with "queue full"
+# Every 10 minutes, uploads and Gradio's copies of results older than an hour are deleted:
+# long enough for a lesson's page, and disk no longer grows with every visitor.
+DELETE_CACHE = (600, 3600)
 
 
 def build_app() -> gr.Blocks:
-    with gr.Blocks(title=TITLE) as demo:
+    with gr.Blocks(title=TITLE, delete_cache=DELETE_CACHE) as demo:
         gr.Markdown(INTRO)
         with gr.Tabs():
             # Tabs 1 and 2 can be trained on a mask made in the prompted tab.
@@ -64,6 +69,9 @@ def launch_kwargs(args: argparse.Namespace) -> dict:
         allowed_paths=[str(EXAMPLES_DIR)],
         css=CSS,
         show_error=True,
+        # Body size caps and session hash checks in front of every route (segdemo.ui.guard).
+        app_kwargs={"middleware": [Middleware(guard.RequestLimits)]},
+        state_session_capacity=guard.MAX_SESSIONS,
     )
 
 

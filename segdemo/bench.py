@@ -94,6 +94,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--no-browser", action="store_true", help="skip the clicks in Chromium")
     parser.add_argument("--no-capacity", action="store_true", help="skip the simulated users")
+    parser.add_argument("--no-abuse", action="store_true", help="skip the clicks under attack")
     parser.add_argument(
         "--no-server-clicks", action="store_true", help="skip the server-side click timing"
     )
@@ -145,6 +146,10 @@ def main(args: argparse.Namespace) -> None:
     rows, baseline = run_cases(args.repeats, args.reference_repeats)
     endpoints = [] if args.no_endpoints else run_endpoints(args.endpoint_repeats)
     clicks = run_clicks(args)
+    if not args.no_abuse:  # another user's clicks beside a hostile page (bench_abuse)
+        from segdemo import bench_abuse
+
+        clicks += "\n\n" + bench_abuse.markdown(bench_abuse.main())
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     plot(rows, out.with_suffix(".png"))

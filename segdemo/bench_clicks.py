@@ -208,7 +208,7 @@ class SimulatedUser(PictureClient):
     """A page that clicks a few spots of its photo, clearing after each round."""
 
     def __init__(self, url: str, component_id: int, photo: str, seed: int):
-        super().__init__(url, f"bench-{seed}", component_id)
+        super().__init__(url, f"bench-{seed}", component_id, f"10.1.{seed // 250}.{seed % 250 + 1}")
         self.points = click_points(Image.open(photo).size[::-1], 8, seed)
         self.open(photo)
 

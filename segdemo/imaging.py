@@ -12,17 +12,33 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
+
+from segdemo.budget import RENDERS, ServerBusyWithImages
 
 MAX_SIDE = 1024  # working resolution: every model here is fast and accurate at this size
 MIN_SIDE = 32  # the patch classifier's window; smaller images hold nothing to segment
-MAX_INPUT_PIXELS = 20_000 * 20_000  # larger files are refused before they are decoded
+# A full decode of this many pixels costs 50-250 MB (by mode), and a mask at this size a few
+# bytes per pixel: what one upload may cost a server that many people share. Larger images
+# are refused from their header, before any pixel is decoded.
+MAX_INPUT_PIXELS = 50_000_000
+# Pillow's own bomb check: it refuses twice this from the header, even where this module's
+# check is not on the path (the upload components' own look at a file).
 Image.MAX_IMAGE_PIXELS = MAX_INPUT_PIXELS
+# The formats the app documents. Pillow would otherwise also try EPS and PostScript (which it
+# hands to Ghostscript, an external interpreter) and dozens of rarely used decoders. The JPEG
+# opener also opens the multi-picture JPEGs many phones write (Pillow calls them MPO).
+FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF")
+FORMAT_NAMES = "PNG, JPEG, WebP, BMP or TIFF"
+MAX_PATH = 4096  # longer "paths" are not files a user uploaded
+DOWNLOAD_SECONDS = 15 * 60  # the PNGs written for downloads are deleted after this
 
 
 class ImageInputError(ValueError):
@@ -70,7 +86,13 @@ class PreparedImage:
         if not self.resized:
             return mask
         oh, ow = self.original_size
-        return np.asarray(Image.fromarray(mask).resize((ow, oh), Image.NEAREST))
+        per_pixel = mask.itemsize * (mask.shape[2] if mask.ndim == 3 else 1)
+        # Pillow's resized copy and the array made from it, both at the original size.
+        return RENDERS.run(
+            2 * per_pixel * oh * ow,
+            "a mask at this photo's full size",
+            lambda: np.asarray(Image.fromarray(mask).resize((ow, oh), Image.NEAREST)),
+        )
 
     def mask_to_working(self, mask: np.ndarray) -> np.ndarray:
         """An ``HxW`` mask or label map (the upload's size) resized (nearest) to the working
@@ -96,7 +118,8 @@ def pixel_digest(pixels: np.ndarray) -> str:
 def prepare_image(source, max_side: int = MAX_SIDE) -> PreparedImage:
     """Read a file path, PIL image or ``HxW[xC]`` array into a ``PreparedImage``.
 
-    Raises ImageInputError for anything a user could upload that is not a usable image.
+    Raises ImageInputError for anything a user could upload that is not a usable image,
+    including a file whose decode would exceed ``MAX_INPUT_PIXELS``.
     """
     if source is None:
         raise ImageInputError("No image was given: upload an image or pick an example.")
@@ -105,24 +128,71 @@ def prepare_image(source, max_side: int = MAX_SIDE) -> PreparedImage:
     elif isinstance(source, Image.Image):
         image = source
     else:
-        image = _open(Path(source))
-    orientation = image.getexif().get(0x0112, 1) if hasattr(image, "getexif") else 1
+        image = open_image_file(source)
+    try:
+        # Reading EXIF may already touch a damaged file: inside the same net as the decode.
+        orientation = image.getexif().get(0x0112, 1) if hasattr(image, "getexif") else 1
+    except (OSError, ValueError, SyntaxError, EOFError) as err:
+        raise _damaged(err) from err
     width, height = image.size
     if orientation in (5, 6, 7, 8):  # these EXIF orientations swap width and height
         width, height = height, width
-    _check_size(width, height)
-    if image.format == "JPEG" and max(width, height) > 2 * max_side:
+    check_size(width, height)
+    if image.format in ("JPEG", "MPO") and max(width, height) > 2 * max_side:
         image.draft("RGB", (max_side, max_side))  # decode a smaller JPEG directly: fast, low memory
     try:
-        image = ImageOps.exif_transpose(image)
-        image = _shrink_early(image, max_side)
-        rgb, notes = _to_rgb(image)
-    except (OSError, ValueError, SyntaxError) as err:
-        raise ImageInputError(
-            f"The image file is damaged or truncated and could not be decoded ({err})."
-        ) from err
+        # Shrunk first, turned after: turning a full-size image would copy all of it.
+        rgb, notes = RENDERS.run(
+            decode_bytes(image, max_side),
+            "a photo this large",
+            lambda: _to_rgb(_upright(_shrink_early(image, max_side), orientation)),
+        )
+    except (OSError, ValueError, SyntaxError, EOFError) as err:
+        if isinstance(err, ImageInputError | ServerBusyWithImages):
+            raise
+        raise _damaged(err) from err
     rgb, resize_note = _limit_size(rgb, (height, width), max_side)
     return PreparedImage(np.asarray(rgb), (height, width), notes + resize_note)
+
+
+# EXIF orientation -> the transpose that shows the image upright (as ``ImageOps.exif_transpose``).
+UPRIGHT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def _upright(image: Image.Image, orientation) -> Image.Image:
+    method = UPRIGHT.get(orientation)
+    return image if method is None else image.transpose(method)
+
+
+def _damaged(err: Exception) -> ImageInputError:
+    return ImageInputError(
+        f"The image file is damaged or truncated and could not be decoded ({short(err)})."
+    )
+
+
+def short(value, limit: int = 200) -> str:
+    """``str(value)`` cut to ``limit`` characters: visitors' input goes into messages and logs."""
+    text = str(value)
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text):,} characters)"
+
+
+def decode_bytes(image: Image.Image, max_side: int = MAX_SIDE) -> int:
+    """An upper estimate of the memory ``prepare_image`` needs to decode ``image`` (after any
+    JPEG draft): the full decode in its own mode, a converted copy where the early shrink
+    must convert, and the working-size copies."""
+    width, height = image.size
+    pixels = width * height
+    per_pixel = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16B": 2, "I;16L": 2}.get(image.mode, 4)
+    converts = image.mode not in ("L", "RGB", "RGBA", "I", "F")
+    return pixels * (per_pixel + (4 if converts else 0)) + 16 * 4 * max_side * max_side
 
 
 def _shrink_early(image: Image.Image, max_side: int) -> Image.Image:
@@ -139,28 +209,48 @@ def _shrink_early(image: Image.Image, max_side: int) -> Image.Image:
     return image.reduce(factor)
 
 
-def _open(path: Path) -> Image.Image:
-    if not path.is_file():
-        raise ImageInputError(f"The file {path.name} does not exist.")
-    if path.stat().st_size == 0:
-        raise ImageInputError("The file is empty (0 bytes): upload a PNG, JPEG or WebP image.")
+def checked_path(source) -> Path:
+    """``source`` as the path of an existing, non-empty file, or an ImageInputError."""
+    text = os.fspath(source) if isinstance(source, str | os.PathLike) else None
+    if not isinstance(text, str) or "\0" in text or len(text) > MAX_PATH:
+        raise ImageInputError("That is not the path of an uploaded file: upload the image again.")
+    path = Path(text)
     try:
-        return Image.open(path)
+        if not path.is_file():
+            raise ImageInputError(f"The file {short(path.name, 80)} does not exist.")
+        empty = path.stat().st_size == 0
+    except OSError as err:  # a name too long for the file system, a loop of links...
+        raise ImageInputError("That file cannot be read: upload the image again.") from err
+    if empty:
+        raise ImageInputError(f"The file is empty (0 bytes): upload a {FORMAT_NAMES} image.")
+    return path
+
+
+def open_image_file(source) -> Image.Image:
+    """A lazily decoded image of one of ``FORMATS`` (nothing decoded yet), or an
+    ImageInputError that says what to upload instead."""
+    path = checked_path(source)
+    try:
+        return Image.open(path, formats=FORMATS)
     except Image.DecompressionBombError as err:
         raise ImageInputError(_too_large_message()) from err
-    except (UnidentifiedImageError, OSError) as err:
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as err:
         raise ImageInputError(
-            "This file is not an image that can be read: upload a PNG, JPEG, WebP, BMP or TIFF."
+            f"This file is not an image that can be read: upload a {FORMAT_NAMES}."
         ) from err
 
 
-def _too_large_message() -> str:
-    return f"The image is larger than {MAX_INPUT_PIXELS // 1_000_000} megapixels; resize it first."
+def _too_large_message(width: int | None = None, height: int | None = None) -> str:
+    size = f"{width}×{height} pixels, " if width and height else ""
+    return (
+        f"The image is too large ({size}over {MAX_INPUT_PIXELS // 1_000_000} megapixels): "
+        "resize it first."
+    )
 
 
-def _check_size(width: int, height: int) -> None:
+def check_size(width: int, height: int) -> None:
     if width * height > MAX_INPUT_PIXELS:
-        raise ImageInputError(_too_large_message())
+        raise ImageInputError(_too_large_message(width, height))
     if min(width, height) < MIN_SIDE:
         raise ImageInputError(
             f"The image is {width}×{height} pixels; segdemo needs at least "
@@ -230,16 +320,59 @@ def _limit_size(
 
 def read_mask(path, what: str = "mask") -> np.ndarray:
     """A mask image (white = marked) as ``HxW bool``; raises ImageInputError naming ``what``."""
+    unreadable = f"The {what} is not an image that can be read: upload a PNG."
     try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("L")) > 127
-    except (OSError, ValueError) as err:
-        message = f"The {what} is not an image that can be read: upload a PNG."
-        raise ImageInputError(message) from err
+        image = open_image_file(path)
+    except ImageInputError as err:
+        raise ImageInputError(unreadable) from err
+    with image:
+        check_size(*image.size)
+        try:
+            return RENDERS.run(
+                decode_bytes(image) + image.size[0] * image.size[1],
+                what,
+                lambda: np.asarray(image.convert("L")) > 127,
+            )
+        except (OSError, ValueError, SyntaxError, EOFError) as err:
+            if isinstance(err, ServerBusyWithImages):
+                raise
+            raise ImageInputError(unreadable) from err
+
+
+def downloads_folder() -> Path:
+    """Where the PNGs offered for download are written (one folder per server process)."""
+    return _downloads_folder()
+
+
+@functools.cache
+def _downloads_folder() -> Path:
+    return Path(tempfile.mkdtemp(prefix="segdemo-downloads-"))
+
+
+def _remove_old_downloads(folder: Path, age: float = DOWNLOAD_SECONDS) -> None:
+    # Gradio copies each returned file into its own cache (cleaned by ``delete_cache``): the
+    # file here is only needed until then, so anything older than ``age`` goes.
+    limit = time.time() - age
+    for old in folder.glob("segdemo-*.png"):
+        try:
+            if old.stat().st_mtime < limit:
+                old.unlink()
+        except OSError:  # removed by another thread meanwhile
+            pass
 
 
 def save_png(array: np.ndarray, stem: str = "mask") -> str:
-    """Write an array as a lossless PNG in a fresh temporary file and return its path."""
-    with tempfile.NamedTemporaryFile(prefix=f"segdemo-{stem}-", suffix=".png", delete=False) as f:
-        Image.fromarray(array).save(f, format="PNG")
-        return f.name
+    """Write an array as a lossless PNG in a fresh file of ``downloads_folder()`` and return
+    its path; files written there more than ``DOWNLOAD_SECONDS`` ago are removed."""
+    folder = downloads_folder()
+    _remove_old_downloads(folder)
+    # Pillow's copy of the array, and the encoder's buffers.
+
+    def write() -> str:
+        with tempfile.NamedTemporaryFile(
+            prefix=f"segdemo-{stem}-", suffix=".png", delete=False, dir=folder
+        ) as f:
+            Image.fromarray(array).save(f, format="PNG")
+            return f.name
+
+    return RENDERS.run(2 * array.nbytes, "a PNG this large", write)

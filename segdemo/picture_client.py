@@ -10,8 +10,17 @@ import httpx
 class PictureClient:
     """One page of the app at ``url``, talking to its picture as the page's script does."""
 
-    def __init__(self, url: str, session_hash: str = "", component_id: int | None = None):
-        self.http = httpx.Client(base_url=url, timeout=60)
+    def __init__(
+        self,
+        url: str,
+        session_hash: str = "",
+        component_id: int | None = None,
+        address: str | None = None,
+    ):
+        # ``address``: the visitor this page stands for, as a proxy on the server's machine
+        # names it (X-Forwarded-For), so that simulated users count as different clients.
+        headers = {"X-Forwarded-For": address} if address else {}
+        self.http = httpx.Client(base_url=url, timeout=60, headers=headers)
         if component_id is None:
             config = self.http.get("/config").json()
             (component_id,) = [

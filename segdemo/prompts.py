@@ -146,18 +146,35 @@ def _is_number(value) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def _finite(value) -> bool:
+    """A number a coordinate can be: JSON's integers are unbounded (10**400 has no float)."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
+def _shown(value) -> str:
+    """A number as a message quotes it: a 400-digit integer is not repeated back whole."""
+    text = repr(value)
+    return text if len(text) <= 24 else f"{text[:12]}…({len(text)} digits)"
+
+
 def checked_click(value, size: tuple[int, int]) -> Click:
     """``[x, y, label]`` -> a ``Click`` on an image of ``size``."""
     h, w = size
     if not (isinstance(value, list) and len(value) == 3 and all(_is_number(v) for v in value)):
         raise PromptError("points must be a JSON list of [x, y, label], e.g. [[120, 80, 1]]")
     x, y, label = value
-    if not (math.isfinite(x) and math.isfinite(y)):
-        raise PromptError(f"point ({x}, {y}) has a coordinate that is not a number")
+    if not (_finite(x) and _finite(y)):
+        raise PromptError(
+            f"point ({_shown(x)}, {_shown(y)}) has a coordinate that is not a number "
+            "(or is too large to be one)"
+        )
     if label not in (0, 1):
-        raise PromptError(f"a point's label is 1 (positive) or 0 (negative), not {label}")
+        raise PromptError(f"a point's label is 1 (positive) or 0 (negative), not {_shown(label)}")
     if not (0 <= x < w and 0 <= y < h):
-        raise PromptError(f"point ({x}, {y}) lies outside the {w}×{h} image")
+        raise PromptError(f"point ({_shown(x)}, {_shown(y)}) lies outside the {w}×{h} image")
     return Click(float(x), float(y), label == 1)
 
 
@@ -166,14 +183,15 @@ def checked_box(value, size: tuple[int, int]) -> Box:
     h, w = size
     if not (isinstance(value, list) and len(value) == 4 and all(_is_number(v) for v in value)):
         raise PromptError("box must be a JSON list [x0, y0, x1, y1], or empty")
-    if not all(math.isfinite(v) for v in value):
-        raise PromptError(f"box {value} has a coordinate that is not a number")
+    shown = "[" + ", ".join(_shown(v) for v in value) + "]"
+    if not all(_finite(v) for v in value):
+        raise PromptError(f"box {shown} has a coordinate that is not a number")
     if min(value) < 0 or max(value[0], value[2]) > w or max(value[1], value[3]) > h:
-        raise PromptError(f"box {value} reaches outside the {w}×{h} image")
+        raise PromptError(f"box {shown} reaches outside the {w}×{h} image")
     box = Box.spanning(*(float(v) for v in value))
     if min(box.x1 - box.x0, box.y1 - box.y0) < MIN_BOX_SIDE:
         raise PromptError(
-            f"box {value} has no area to speak of: it is too small, under {MIN_BOX_SIDE:g} "
+            f"box {shown} has no area to speak of: it is too small, under {MIN_BOX_SIDE:g} "
             "pixels wide or tall; drag across the object"
         )
     return box
@@ -205,7 +223,7 @@ def _parsed(text: str, what: str):
         return None
     try:
         return json.loads(text)
-    except (json.JSONDecodeError, ValueError) as err:
+    except (json.JSONDecodeError, ValueError, RecursionError) as err:  # deep nesting: recursion
         raise PromptError(f"{what} is not valid JSON: {text[:60]}") from err
 
 

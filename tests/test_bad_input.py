@@ -89,7 +89,8 @@ VALID_OR_NOT = {
     ),
     "cmyk_jpeg": (lambda p: _scene().convert("CMYK").save(p, format="JPEG"), ".jpg", (240, 320)),
     "exif_rotated": (_exif_rotated, ".jpg", (320, 240)),
-    "huge": (lambda p: Image.new("L", (20000, 20000), 90).save(p), ".png", (20000, 20000)),
+    "huge": (lambda p: Image.new("L", (8000, 8000), 90).save(p), ".png", "too large"),
+    "large": (lambda p: Image.new("L", (7000, 7000), 90).save(p), ".png", (7000, 7000)),
 }
 
 

@@ -138,11 +138,12 @@ def test_a_click_on_a_photo_that_was_replaced_is_refused(photos):
 
 
 def test_the_store_is_bounded_and_a_busy_page_is_refused_not_queued(photos, monkeypatch):
-    store = PictureStore(max_pages=3)
+    store = PictureStore(max_pages=3, recent=0)  # recent=0: every page may be pushed out
     tokens = [new_token() for _ in range(5)]
-    versions = [store.update(token, lambda p: p.changed()).version for token in tokens]
+    versions = [store.update(t, lambda p: open_image(p, photos[0])).version for t in tokens]
     assert len(store) == 3 and versions == sorted(versions)
     store.get(new_token())  # reading a page that has nothing stores nothing
+    store.update(new_token(), clear)  # nor does a change to a page without a photo
     assert len(store) == 3
     # A page pushed out and opened again still counts its versions upwards.
     assert store.update(tokens[0], lambda p: p.changed()).version > versions[-1]

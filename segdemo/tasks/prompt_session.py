@@ -92,7 +92,7 @@ class PromptSession:
         step = Step(
             prediction.masks,
             tuple(float(s) for s in prediction.scores),
-            prediction.feedback,
+            tuple(_compact(f) for f in prediction.feedback),
             prediction.best,
             time.perf_counter() - began,
         )
@@ -134,6 +134,15 @@ class PromptSession:
         """The prompts in click order, in the original image's pixels, as ``/prompt_segment``
         takes them."""
         return json.dumps([to_json(mapped(p, self.image.to_original)) for p in self.prompts])
+
+
+def _compact(feedback: Any) -> Any:
+    """Feedback as a step keeps it: a float32 map in float16, half the bytes of every undo
+    step (a 1024×768 probability map: 1.5 MB, not 3). Both prompters read it back as
+    float32, and ``replay`` keeps it the same way, so replayed and clicked masks agree."""
+    if isinstance(feedback, np.ndarray) and feedback.dtype == np.float32:
+        return feedback.astype(np.float16)
+    return feedback
 
 
 def working_prompts(prompts: Iterable[Prompt], image: PreparedImage) -> list[Prompt]:

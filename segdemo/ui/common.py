@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import functools
+import io
 import logging
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -11,7 +14,17 @@ import gradio as gr
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from segdemo.imaging import ImageInputError, PreparedImage, prepare_image
+from segdemo.budget import ServerBusyWithImages
+from segdemo.imaging import (
+    FORMAT_NAMES,
+    FORMATS,
+    MAX_INPUT_PIXELS,
+    ImageInputError,
+    PreparedImage,
+    check_size,
+    prepare_image,
+    short,
+)
 from segdemo.prompts import PromptError
 from segdemo.registry import ModelUnavailableError, UnknownModelError
 from segdemo.tasks.finetune import LabelError
@@ -22,6 +35,7 @@ log = logging.getLogger("segdemo")
 # Errors whose message is written for the user; anything else is a bug and is logged.
 USER_ERRORS = (
     ImageInputError,
+    ServerBusyWithImages,
     LabelError,
     ModelUnavailableError,
     PromptError,
@@ -57,7 +71,15 @@ def image_input(label: str = "Image", **kwargs) -> gr.Image:
     type="filepath": the app decodes the file itself (``imaging.prepare_image``), so EXIF,
     bit depth and size limits are handled in one place for the browser and the API alike.
     """
-    options = {"type": "filepath", "sources": ["upload", "clipboard"], "height": 360, **kwargs}
+    # image_mode=None: Gradio then hands the file over as it is. With a mode set, it decodes
+    # and converts the whole image itself, before any size check, and writes a copy.
+    options = {
+        "type": "filepath",
+        "image_mode": None,
+        "sources": ["upload", "clipboard"],
+        "height": 360,
+        **kwargs,
+    }
     component = gr.Image(label=label, **options)
     # Gradio opens the upload with PIL before any handler runs, and a file that is not an image
     # would fail there with a generic error. Wrapping this one instance's method (rather than
@@ -89,19 +111,46 @@ class PhotoInput:
             event(fn, [self.image], outputs, api_visibility="private", **dense)
 
 
+NOT_AN_IMAGE = f"This file is not an image that can be read: upload a {FORMAT_NAMES}."
+TOO_LARGE = (
+    f"The image is too large (over {MAX_INPUT_PIXELS // 1_000_000} megapixels): resize it first."
+)
+
+
+def _user_error(message: str) -> gr.Error:
+    """The message for the user; no traceback in the server's log for what a user did."""
+    return gr.Error(message, print_exception=False)
+
+
 def _readable_errors(preprocess: Callable) -> Callable:
     @functools.wraps(preprocess)
     def wrapper(payload):
+        url = getattr(payload, "url", None)
+        if isinstance(url, str) and url.startswith("data:"):
+            _check_data_url(url)  # Gradio decodes and re-saves these whole
         try:
             return preprocess(payload)
         except Image.DecompressionBombError as err:
-            raise gr.Error(f"The image is too large to open safely: {err}") from err
+            raise _user_error(TOO_LARGE) from err
         except (UnidentifiedImageError, OSError, ValueError) as err:
-            raise gr.Error(
-                "This file is not an image that can be read: upload a PNG, JPEG, WebP, BMP or TIFF."
-            ) from err
+            raise _user_error(NOT_AN_IMAGE) from err
 
     return wrapper
+
+
+def _check_data_url(url: str) -> None:
+    """Refuse an image sent inline that is not one of the app's formats or is too large,
+    from its header, before anything decodes it."""
+    try:
+        data = base64.b64decode(url.split(",", 1)[1], validate=False)
+        with Image.open(io.BytesIO(data), formats=FORMATS) as image:
+            check_size(*image.size)
+    except ImageInputError as err:
+        raise _user_error(str(err)) from err
+    except Image.DecompressionBombError as err:
+        raise _user_error(TOO_LARGE) from err
+    except (UnidentifiedImageError, OSError, ValueError) as err:
+        raise _user_error(NOT_AN_IMAGE) from err
 
 
 def result_image(label: str, **kwargs) -> gr.Image:
@@ -122,15 +171,26 @@ def user_errors(fn: Callable) -> Callable:
         except gr.Error:
             raise
         except USER_ERRORS as err:
-            raise gr.Error(str(err)) from err
+            raise _user_error(str(err)) from err
         except Exception as err:
-            log.exception("unexpected error in %s", fn.__name__)
+            log_unexpected(fn.__name__, err)  # logged here, cut short; not again by Gradio
             raise gr.Error(
                 f"Something went wrong while processing this request ({type(err).__name__}). "
-                "Try another image; if it keeps happening, please report it."
+                "Try another image; if it keeps happening, please report it.",
+                print_exception=False,
             ) from err
 
     return wrapper
+
+
+LOGGED_LINE = 300  # characters of any one logged line: a visitor's input may be megabytes
+
+
+def log_unexpected(where: str, err: BaseException) -> None:
+    """Log a failure that is a bug, with its traceback, each line cut to ``LOGGED_LINE``
+    characters (the exception's message may carry what a visitor sent, whole)."""
+    lines = "".join(traceback.format_exception(err)).splitlines()
+    log.error("unexpected error in %s\n%s", where, "\n".join(short(x, LOGGED_LINE) for x in lines))
 
 
 def load_input(path) -> PreparedImage:
@@ -148,4 +208,6 @@ def percent(value: float) -> str:
 
 def to_uint8_mask(mask: np.ndarray) -> np.ndarray:
     """A boolean mask as a PNG-ready ``uint8`` image: 0 background, 255 foreground."""
-    return np.where(mask, 255, 0).astype(np.uint8)
+    # uint8 from the start: np.where(mask, 255, 0) would first make an int64 copy, 8 bytes a
+    # pixel, of a mask that may have the original photo's 50 megapixels.
+    return np.multiply(mask, 255, dtype=np.uint8)

@@ -243,6 +243,7 @@ def build_section(
                 mask_label = gr.Image(
                     label="…or a mask PNG as the label (white = object)",
                     type="filepath",
+                    image_mode=None,  # handed over as it is: read_mask checks and decodes it
                     sources=["upload"],
                     height=200,
                     elem_id=f"{key}-finetune-mask",
@@ -294,10 +295,16 @@ def build_section(
                 with gr.Row():
                     api_image = image_input("Photo")
                     api_fg = gr.Image(
-                        label="Foreground strokes (PNG)", type="filepath", sources=["upload"]
+                        label="Foreground strokes (PNG)",
+                        type="filepath",
+                        image_mode=None,
+                        sources=["upload"],
                     )
                     api_bg = gr.Image(
-                        label="Background strokes (PNG)", type="filepath", sources=["upload"]
+                        label="Background strokes (PNG)",
+                        type="filepath",
+                        image_mode=None,
+                        sources=["upload"],
                     )
                 api_steps = gr.Number(100, precision=0, label="Steps per model")
                 api_run = gr.Button("Fine-tune from masks")

@@ -9,12 +9,17 @@ the one validator of ``segdemo.prompts``.
 
 from __future__ import annotations
 
-from gradio.utils import get_upload_folder, is_in_or_equal
+import functools
+import hashlib
+from pathlib import Path
+
+from gradio.utils import is_in_or_equal
 
 from segdemo.examples import EXAMPLES_DIR
 from segdemo.prompts import checked
 from segdemo.tasks.prompt_session import PromptSession
 from segdemo.ui.common import load_input
+from segdemo.ui.guard import UPLOADS
 from segdemo.ui.picture_store import STORE, Page, PictureError
 
 
@@ -57,23 +62,50 @@ def change_model(page: Page, model) -> Page:
 
 
 def _openable(path) -> str:
-    # Only files that Gradio's upload route wrote, or the app's own examples: a page cannot
-    # open the server's other files.
-    if isinstance(path, str) and (
-        is_in_or_equal(path, get_upload_folder()) or is_in_or_equal(path, str(EXAMPLES_DIR))
-    ):
-        return path
+    """``path`` if it is one of the app's examples (or Gradio's copy of one); files a client
+    uploaded are let through before this (``perform``). Not the server's other files, nor
+    another visitor's upload or the masks written for their downloads, which sit in the same
+    upload folder."""
+    if isinstance(path, str) and len(path) < 4096 and "\0" not in path:
+        if is_in_or_equal(path, str(EXAMPLES_DIR)) or _copy_of_an_example(path):
+            return path
     raise PictureError("Upload the photo through the page, then try again.")
 
 
-def perform(token: str, payload: dict) -> tuple[Page, bool]:
+@functools.cache
+def _examples() -> dict[str, tuple[int, str]]:
+    """Each example image's file name -> (size in bytes, SHA-1 of its bytes)."""
+    found = {}
+    for path in EXAMPLES_DIR.rglob("*"):
+        if path.is_file() and path.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp"):
+            data = path.read_bytes()
+            found[path.name] = (len(data), hashlib.sha1(data).hexdigest())
+    return found
+
+
+def _copy_of_an_example(path: str) -> bool:
+    """Whether ``path`` is a byte-for-byte copy of an example with its name (Gradio copies
+    an example into its cache when it is picked)."""
+    expected = _examples().get(Path(path).name)
+    try:
+        if expected is None or Path(path).stat().st_size != expected[0]:
+            return False
+        return hashlib.sha1(Path(path).read_bytes()).hexdigest() == expected[1]
+    except OSError:
+        return False
+
+
+def perform(token: str, payload: dict, client: str = "") -> tuple[Page, bool]:
     """Apply the operation a payload names to the token's page; returns the new page and
     whether its photo is new. ``payload["op"]``: ``open`` (``path``), ``prompt`` (``prompt``,
-    ``image``), ``undo``, ``clear``, ``choose`` (``index``) or ``model`` (``model``)."""
+    ``image``), ``undo``, ``clear``, ``choose`` (``index``) or ``model`` (``model``).
+    ``client``: who asks (``guard.client_of``), for the store's per-client bound and uploads."""
     operation = payload.get("op")
     if operation == "open":
-        path = _openable(payload.get("path"))
-        return STORE.update(token, lambda p: open_image(p, path)), True
+        path = payload.get("path")
+        if not (isinstance(path, str) and UPLOADS.uploaded_by(client, path)):
+            path = _openable(path)
+        return STORE.update(token, lambda p: open_image(p, path), client), True
     changes = {
         "prompt": lambda p: add_prompt(p, payload.get("prompt"), payload.get("image")),
         "undo": undo,
@@ -83,5 +115,5 @@ def perform(token: str, payload: dict) -> tuple[Page, bool]:
     }
     if operation not in changes:
         raise PictureError(f"Unknown operation {str(operation)[:40]!r}.")
-    return STORE.update(token, changes[operation]), False
+    return STORE.update(token, changes[operation], client), False
 

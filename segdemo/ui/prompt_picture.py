@@ -14,7 +14,6 @@ reached. Each page's state lives in ``picture_store.STORE`` under its token.
 from __future__ import annotations
 
 import functools
-import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,9 +21,11 @@ from pathlib import Path
 import gradio as gr
 from PIL import Image
 
+from segdemo.budget import RENDERS
 from segdemo.prompts import Click, Prompts
 from segdemo.tasks.prompted import ServerBusy, propose
-from segdemo.ui.common import USER_ERRORS
+from segdemo.ui.common import USER_ERRORS, log_unexpected
+from segdemo.ui.guard import client_of
 from segdemo.ui.picture_ops import perform
 from segdemo.ui.picture_store import (
     STORE,
@@ -34,8 +35,6 @@ from segdemo.ui.picture_store import (
     token_or_new,
 )
 from segdemo.ui.picture_view import cutout, data_url, mask_png, original_mask_png, view
-
-log = logging.getLogger("segdemo")
 
 HERE = Path(__file__).parent
 TEMPLATE = (HERE / "prompt_picture.html").read_text()
@@ -52,15 +51,15 @@ def _message(err: Exception, where: str) -> str:
     else is a bug, logged, and named only by its type."""
     if isinstance(err, USER_ERRORS):
         return str(err)
-    log.exception("unexpected error in %s", where)
+    log_unexpected(where, err)
     return f"Something went wrong ({type(err).__name__}): try again."
 
 
-def _answers_errors(fn: Callable[[dict], dict]) -> Callable[[dict], dict]:
+def _answers_errors(fn: Callable[..., dict]) -> Callable[..., dict]:
     @functools.wraps(fn)
-    def wrapper(payload):
+    def wrapper(payload, request: gr.Request | None = None):
         try:
-            return fn(payload if isinstance(payload, dict) else {})
+            return fn(payload if isinstance(payload, dict) else {}, request)
         except Exception as err:
             return {"error": _message(err, fn.__name__)}
 
@@ -68,36 +67,41 @@ def _answers_errors(fn: Callable[[dict], dict]) -> Callable[[dict], dict]:
 
 
 @_answers_errors
-def start(payload: dict) -> dict:
-    """A new page: its token."""
+def start(payload: dict, request: gr.Request | None = None) -> dict:
+    """A new page: its token. Nothing is stored until the page opens a photo."""
     return {"token": new_token()}
 
 
 @_answers_errors
-def operate(payload: dict) -> dict:
+def operate(payload: dict, request: gr.Request | None = None) -> dict:
     """``{"token", "op", ...}`` (see ``picture_ops.perform``) -> the new view, with the
     server's time for the call in ``server_ms``."""
     began = time.perf_counter()
     token = checked_token(payload)
-    page, new_photo = perform(token, payload)
+    page, new_photo = perform(token, payload, client_of(request))
     answer = view(page, token, with_photo=new_photo)
     return {**answer, "server_ms": round(1000 * (time.perf_counter() - began), 1)}
 
 
 @_answers_errors
-def export(payload: dict) -> dict:
+def export(payload: dict, request: gr.Request | None = None) -> dict:
     """``{"token", "what": "mask" | "cutout"}`` -> a PNG of the current mask, at the
-    original size (the mask) or the working size (the cut-out), as it is now."""
+    original size (the mask) or the working size (the cut-out), as it is now. Rendered
+    outside the model turn; a mask at a big photo's size reserves its bytes first."""
     token = checked_token(payload)
     with STORE.turn(token):
         page = STORE.get(token)
-        if payload.get("what") == "cutout":
-            return {"name": "cutout.png", "data": data_url(Image.fromarray(cutout(page)))}
-        return {"name": "mask.png", "data": data_url(Image.fromarray(original_mask_png(page)))}
+    if payload.get("what") == "cutout":
+        return {"name": "cutout.png", "data": data_url(Image.fromarray(cutout(page)))}
+    mask = original_mask_png(page)
+    data = RENDERS.run(
+        2 * mask.nbytes, "a mask at this photo's full size", lambda: data_url(Image.fromarray(mask))
+    )
+    return {"name": "mask.png", "data": data}
 
 
 @_answers_errors
-def preview(payload: dict) -> dict:
+def preview(payload: dict, request: gr.Request | None = None) -> dict:
     """``{"token", "x", "y"}`` -> the mask a first click there would give, before any click
     (the hover preview). Nothing is stored, and a preview never waits: when a model call is
     running it answers ``{"skipped": true}`` and the page asks again as the pointer moves."""
@@ -117,7 +121,7 @@ def preview(payload: dict) -> dict:
     return {"image": session.image.digest, "mask": mask_png(prediction.masks[prediction.best])}
 
 
-def queued(value, evt: gr.SelectData) -> dict:
+def queued(value, evt: gr.SelectData, request: gr.Request = None) -> dict:
     """The same operations through Gradio's queue: the page's fallback. The token is the
     component's value (a new one if the page could not get one). A failure comes back in
     the view's ``error``, so the page, waiting for this answer, always gets one."""
@@ -128,7 +132,7 @@ def queued(value, evt: gr.SelectData) -> dict:
     except PictureError as err:
         return {**answered, "error": str(err)}
     try:
-        page, new_photo = perform(token, payload)
+        page, new_photo = perform(token, payload, client_of(request))
     except Exception as err:
         error = _message(err, "a queued picture operation")
         return {**view(STORE.get(token), token), **answered, "error": error}

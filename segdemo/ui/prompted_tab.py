@@ -30,6 +30,7 @@ from segdemo.ui.common import (
     to_uint8_mask,
     user_errors,
 )
+from segdemo.ui.guard import client_of
 from segdemo.ui.picture_ops import perform
 from segdemo.ui.picture_store import DEFAULT_MODEL, STORE, checked_token, token_or_new
 from segdemo.ui.picture_view import (
@@ -123,30 +124,31 @@ def details(value):
     )
 
 
-def _performed(value, payload: dict) -> dict:
+def _performed(value, payload: dict, request: gr.Request | None) -> dict:
     """``perform`` on the page of the picture's value, answered with the new view."""
     token = token_or_new(value)  # a page on the queue fallback may have no token yet
-    page, new_photo = perform(token, payload)
+    page, new_photo = perform(token, payload, client_of(request))
     return view(page, token, with_photo=new_photo)
 
 
 @user_errors
-def load_example(path, value):
+def load_example(path, value, request: gr.Request = None):
     """An example picked below the picture: opened as an upload would be."""
-    return _performed(value, {"op": "open", "path": path})
+    return _performed(value, {"op": "open", "path": path}, request)
 
 
 @user_errors
-def change_model(value, model_name: str):
+def change_model(value, model_name: str, request: gr.Request = None):
     """Prepare the photo for the chosen model and replay the current prompts with it."""
-    return _performed(value, {"op": "model", "model": model_name})
+    return _performed(value, {"op": "model", "model": model_name}, request)
 
 
 @user_errors
-def choose_mask(value, evt: gr.SelectData):
+def choose_mask(value, evt: gr.SelectData, request: gr.Request = None):
     """Pick one of the masks of a single click."""
     checked_token(value)  # choosing needs a page that has clicked
-    return _performed(value, {"op": "choose", "index": int(evt.index)}), *details(value)
+    chosen = _performed(value, {"op": "choose", "index": int(evt.index)}, request)
+    return chosen, *details(value)
 
 
 @user_errors
@@ -197,14 +199,17 @@ def _replayed(image: PreparedImage, points_json, box_json, model_name, multimask
         working_prompts(prompts, image), bool(multimask)
     )
     step = session.current
-    originals = [image.mask_to_original(m) for m in step.masks]
-    files = [save_png(to_uint8_mask(m), f"prompt-mask-{k}") for k, m in enumerate(originals)]
+    files, pixels = [], []
+    for k, mask in enumerate(step.masks):  # one original-size mask at a time
+        original = image.mask_to_original(mask)
+        pixels.append(int(original.sum()))
+        files.append(save_png(to_uint8_mask(original), f"prompt-mask-{k}"))
     details = {
         "model": model_name,
         "scores": [round(s, 4) for s in step.scores],
         "best": int(np.argmax(step.scores)),
         "original_size": list(image.original_size),
-        "mask_pixels": [int(m.sum()) for m in originals],
+        "mask_pixels": pixels,
         "predict_ms": round(1000 * sum(s.seconds for s in session.steps), 1),
     }
     return drawn(session), files, details
