@@ -14,7 +14,7 @@ import gradio as gr
 from starlette.middleware import Middleware
 
 from segdemo import registry
-from segdemo.examples import EXAMPLES_DIR
+from segdemo.examples import EXAMPLES_DIR, photo_examples
 from segdemo.ui import (
     classify_tab,
     guard,
@@ -66,7 +66,7 @@ def launch_kwargs(args: argparse.Namespace) -> dict:
         share=args.share,
         root_path=args.root_path,
         max_file_size=MAX_FILE_SIZE,
-        allowed_paths=[str(EXAMPLES_DIR)],
+        allowed_paths=[str(EXAMPLES_DIR), *photo_examples()],
         css=CSS,
         show_error=True,
         # Body size caps and session hash checks in front of every route (segdemo.ui.guard).

@@ -1,4 +1,8 @@
-"""Example images shipped with the app, made by the project's own generators.
+"""Example images: the app's own, made by the project's generators, and a few real photos.
+
+The real photos are scikit-image's sample images (an astronaut, a cup of coffee, a cat, a
+rocket), read from the installed package: they have no masks, and are there to try the
+prompted tab on what a user would upload.
 
 ``python -m segdemo.examples`` rewrites them. Each example has its ground truth beside it;
 ``ground_truth(pixels)`` finds it again from the image content, so an example still gets its
@@ -7,6 +11,7 @@ IoU after a round trip through the browser (which renames files but keeps pixels
 
 from __future__ import annotations
 
+import importlib.util
 from functools import cache
 from pathlib import Path
 
@@ -42,6 +47,18 @@ def flower_examples() -> list[str]:
 def scene_examples() -> list[str]:
     """Paths of the street-scene example images, for ``gr.Examples``."""
     return [str(EXAMPLES_DIR / f"{stem}.png") for stem in SCENE_EXAMPLES]
+
+
+PHOTO_EXAMPLES = ("astronaut.png", "coffee.png", "chelsea.png", "rocket.jpg")
+
+
+def photo_examples() -> list[str]:
+    """Paths of the real example photos inside the installed scikit-image (no masks)."""
+    spec = importlib.util.find_spec("skimage")
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    folder = Path(spec.submodule_search_locations[0]) / "data"
+    return [str(folder / name) for name in PHOTO_EXAMPLES if (folder / name).is_file()]
 
 
 @cache

@@ -1,4 +1,8 @@
-"""The classical yardstick: scikit-image's random walker (Grady 2006) seeded by the clicks.
+"""The classical yardsticks: what the clicks and the photo give without anything learned.
+
+``ClickDiscsPrompter`` proposes soft discs around the clicks for the refinement's graph cut
+(``tasks.refine``) to decide, the classical-only pipeline. ``RandomWalkerPrompter`` is
+scikit-image's random walker (Grady 2006) seeded by the clicks:
 
 A random walker labels each pixel by the probability that a walk from it, moving more easily
 between similar neighbours, reaches a positive seed before a negative one. It knows nothing
@@ -18,7 +22,7 @@ import numpy as np
 from PIL import Image
 from skimage.segmentation import random_walker
 
-from segdemo.prompts import Prompts
+from segdemo.prompts import Prompts, disc
 from segdemo.tasks.click_model import self_estimated_iou
 from segdemo.tasks.promptable import ImageState, Prediction
 
@@ -69,4 +73,45 @@ class RandomWalkerPrompter:
         )
         mask = full > 0.5
         score = np.array([self_estimated_iou(full, mask)], np.float32)
-        return Prediction(mask[None], score, (None,))
+        return Prediction(mask[None], score, (None,), full[None])
+
+    def shown(self, feedback, mask: np.ndarray):
+        return feedback
+
+
+# The graph cut's classical prior: what "the object is around my positive clicks" means with
+# nothing learned. A disc of this share of the image's long side around each positive click
+# leans to the object, everything else to the background; the cut does the rest.
+DISC_SHARE = 0.15
+DISC_LEAN = 0.7  # probability of the object inside a disc (1 - this outside)
+
+
+class ClickDiscsPrompter:
+    """``Prompter`` with no model: its proposal is a soft disc around each positive click (and
+    the box, when given), for the refinement on the photo to cut. It is what the photo gives
+    without learning, the yardstick for the learned pipelines."""
+
+    design = "classical"
+    multimask = False
+
+    def prepare(self, pixels: np.ndarray) -> ImageState:
+        return ImageState(pixels.shape[:2], 0.0)
+
+    def predict(self, image: ImageState, prompts: Prompts, feedback, multimask=False):
+        shape = image.value
+        probability = np.full(shape, 1 - DISC_LEAN, np.float32)
+        radius = DISC_SHARE * max(shape)
+        for click in prompts.clicks:
+            found = disc(shape, click.x, click.y, radius) if click.positive else None
+            if found is not None:
+                (rows, cols), inside = found
+                probability[rows, cols][inside] = DISC_LEAN
+        if prompts.box is not None:
+            x0, y0, x1, y1 = (int(v) for v in prompts.box.as_array())
+            probability[y0 : y1 + 1, x0 : x1 + 1] = DISC_LEAN
+        mask = probability > 0.5
+        score = np.array([self_estimated_iou(probability, mask)], np.float32)
+        return Prediction(mask[None], score, (None,), probability[None])
+
+    def shown(self, feedback, mask: np.ndarray):
+        return feedback

@@ -150,7 +150,12 @@ class ClickPrompter:
             probability[outside] = 0.0
         mask = probability > 0.5
         score = np.array([self_estimated_iou(probability, mask)], np.float32)
-        return Prediction(mask[None], score, (probability,))
+        return Prediction(mask[None], score, (probability,), probability[None])
+
+    def shown(self, feedback, mask: np.ndarray) -> np.ndarray:
+        # The network reads back the mask the user saw: the refined one, which obeys every
+        # click, rather than its own proposal.
+        return mask.astype(np.float32)
 
     def _run(
         self, rgb: torch.Tensor, window: Window, clicks: list[Click], before: np.ndarray

@@ -54,7 +54,8 @@ class Step:
 @dataclass(frozen=True)
 class PromptSession:
     """``image`` with ``model``'s prompter and its per-image ``state``; ``prompts`` (working
-    pixels) and one ``Step`` per prompt."""
+    pixels) and one ``Step`` per prompt; ``refined``: whether each mask is refined on the
+    photo (``tasks.refine``) or is the network's own."""
 
     image: PreparedImage
     model: str
@@ -62,13 +63,14 @@ class PromptSession:
     state: ImageState
     prompts: tuple[Prompt, ...] = ()
     steps: tuple[Step, ...] = ()
+    refined: bool = True
 
     @classmethod
-    def open(cls, image: PreparedImage, model: str) -> PromptSession:
+    def open(cls, image: PreparedImage, model: str, refined: bool = True) -> PromptSession:
         """A session on ``image`` with its state prepared now (SAM's embedding), so that the
         first click answers at once."""
         prompter = prompter_for(model)
-        return cls(image, model, prompter, prepare(prompter, image.pixels))
+        return cls(image, model, prompter, prepare(prompter, image.pixels), refined=refined)
 
     @property
     def current(self) -> Step | None:
@@ -88,6 +90,8 @@ class PromptSession:
             Prompts.of(prompts),
             None if previous is None else previous.feedback[previous.chosen],
             multimask,
+            photo=self.image.pixels if self.refined else None,
+            previous=None if previous is None else previous.mask,
         )
         step = Step(
             prediction.masks,
@@ -122,7 +126,12 @@ class PromptSession:
     def with_model(self, model: str) -> PromptSession:
         """The same prompts answered by ``model``: replayed, so that every step (and so every
         undo) shows that model's masks."""
-        return PromptSession.open(self.image, model).replay(self.prompts)
+        return PromptSession.open(self.image, model, self.refined).replay(self.prompts)
+
+    def with_refinement(self, refined: bool) -> PromptSession:
+        """The same prompts with the masks refined on the photo, or the network's own:
+        replayed, so that every step (and so every undo) shows the same kind of mask."""
+        return replace(self, refined=bool(refined)).replay(self.prompts)
 
     def original_mask(self) -> np.ndarray:
         """The chosen mask at the uploaded image's size, ``HxW bool``."""

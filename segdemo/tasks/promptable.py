@@ -9,8 +9,9 @@
 
 The prompt session, evaluation, the benchmark and "segment everything" reach a prompter through
 ``tasks.prompted`` (``prompter_for``, ``prepare``, ``propose``), which applies the rules every
-caller shares. Coordinates are the working image's pixels (``segdemo.prompts``); masks are
-``CxHxW bool`` at the working size.
+caller shares, the refinement on the photo (``tasks.refine``) among them. Coordinates are
+the working image's pixels (``segdemo.prompts``); masks are ``CxHxW bool`` at the working
+size.
 """
 
 from __future__ import annotations
@@ -27,11 +28,13 @@ from segdemo.prompts import Prompts
 class Prediction:
     """``masks`` ``CxHxW bool``; ``scores`` ``C float32`` (the model's estimate of each mask's
     IoU); ``feedback`` one opaque value per mask, handed back with the next prompt when that
-    mask is the chosen one."""
+    mask is the chosen one; ``probabilities`` ``CxHxW float32`` in [0, 1], the model's belief
+    behind each mask where it has one (the refinement's soft prior)."""
 
     masks: np.ndarray
     scores: np.ndarray
     feedback: tuple[Any, ...]
+    probabilities: np.ndarray | None = None
 
     @property
     def best(self) -> int:
@@ -59,3 +62,7 @@ class Prompter(Protocol):
         self, image: ImageState, prompts: Prompts, feedback: Any | None, multimask: bool
     ) -> Prediction:
         """Masks for ``prompts`` given the previous chosen mask's ``feedback`` (None at first)."""
+
+    def shown(self, feedback: Any, mask: np.ndarray) -> Any:
+        """The feedback to hand back when ``mask`` (``HxW bool``, refined on the photo) is
+        shown in place of the model's own mask, whose feedback is ``feedback``."""

@@ -3,9 +3,10 @@ of all users share the machine.
 
 - ``prompter_for`` gives a registered model's prompter; the registry's spec says which kind.
 - ``prepare`` and ``propose`` are the only ways to the model: each takes the model turn, and
-  ``propose`` applies the two rules of a prompted mask: a lone click asks for several masks
-  where the model can give them (as SAM's interactive use does), and every clicked disc keeps
-  its label (``prompts.settle_clicks``).
+  ``propose`` applies the rules of a prompted mask: a lone click asks for several masks where
+  the model can give them (as SAM's interactive use does); given the photo, each proposal is
+  refined on it (``tasks.refine``) and the mask shown goes back to the model; and every
+  clicked disc keeps its label (``prompts.settle_clicks``).
 - ``segment_everything`` prompts a grid of single points; ``protocol_predictor`` adapts a
   prompter to the click protocol of ``segdemo.clicks``.
 
@@ -28,6 +29,7 @@ from segdemo.prompts import Click, PromptError, Prompts, settle_clicks
 from segdemo.registry import get_spec, load_model
 from segdemo.tasks.click_model import ClickPrompter
 from segdemo.tasks.promptable import ImageState, Prediction, Prompter
+from segdemo.tasks.refine import refine
 from segdemo.tasks.sam_prompter import EVERYTHING_MIN_IOU, SamPrompter
 
 PROMPTERS: dict[str, Callable[[Any], Prompter]] = {"sam": SamPrompter, "click": ClickPrompter}
@@ -81,19 +83,45 @@ def propose(
     feedback: Any | None = None,
     multimask: bool = True,
     wait: float | None = None,
+    photo: np.ndarray | None = None,
+    previous: np.ndarray | None = None,
 ) -> Prediction:
     """Masks for ``prompts`` (``CxHxW bool``, clicked discs settled), in the model's turn.
 
     ``feedback``: the previous chosen mask's (``Prediction.feedback[k]``), None at first.
-    ``multimask``: whether a lone click may get several masks. Raises PromptError when there
-    is no prompt at all, ``ServerBusy`` when the turn does not come within ``wait``.
+    ``multimask``: whether a lone click may get several masks. ``photo``: the working image
+    (``HxWx3 uint8``) to refine each mask on, or None for the network's own masks;
+    ``previous``: the mask shown before these prompts (``HxW bool``), or None. Raises
+    PromptError when there is no prompt at all, ``ServerBusy`` when the turn does not come
+    within ``wait``.
     """
     if prompts.empty:
         raise PromptError("Add a point or a box first: the model needs at least one prompt.")
     several = multimask and prompts.lone_click and prompter.multimask
     with model_turn(wait):
         prediction = prompter.predict(image, prompts, feedback, several)
+        if photo is not None:
+            prediction = refined(prompter, prediction, photo, prompts, previous)
     return replace(prediction, masks=settle_clicks(prediction.masks, prompts.clicks))
+
+
+def refined(
+    prompter: Prompter,
+    prediction: Prediction,
+    photo: np.ndarray,
+    prompts: Prompts,
+    previous: np.ndarray | None = None,
+) -> Prediction:
+    """Each of ``prediction``'s masks refined on ``photo`` (``tasks.refine``), the model's
+    probabilities as its soft prior, and the feedback that hands the refined mask back."""
+    beliefs = prediction.probabilities
+    if beliefs is None:
+        beliefs = prediction.masks.astype(np.float32)
+    masks = np.stack(
+        [refine(photo, belief, prompts.clicks, prompts.box, previous) for belief in beliefs]
+    )
+    feedback = tuple(map(prompter.shown, prediction.feedback, masks))
+    return replace(prediction, masks=masks, feedback=feedback)
 
 
 @dataclass(frozen=True)
@@ -118,61 +146,86 @@ def segment_everything(
     pixels: np.ndarray,
     points_per_side: int = 16,
     progress: Callable[[float], None] | None = None,
+    refine_on_photo: bool = True,
 ) -> EverythingResult:
     """Prompt the model with a grid of single points and keep the confident, distinct masks.
 
     A prompter with a generator of its own (``everything``, SAM's automatic mask generator,
-    which also asks for stable masks) uses it; others go through ``grid_everything``.
-    ``progress(fraction)`` is called as the grid is worked through.
+    which also asks for stable masks) uses it; others click a grid (``grid_candidates``).
+    With ``refine_on_photo`` every mask is refined on the photo (``pixels``, the working
+    image) before masks of the same object are merged, so the kept masks are distinct as
+    shown. ``progress(fraction)`` is called as the grid is worked through.
     """
     began = time.perf_counter()
+    photo = pixels if refine_on_photo else None
     generator = getattr(prompter, "everything", None)
     if generator is not None:
         side = points_per_side
         masks, scores, best = generator(image, pixels, side, model_turn, progress)
+        if photo is not None:
+            masks = [_refined_alone(prompter, photo, mask) for mask in masks]
     else:
         side = min(points_per_side, CLICK_GRID)
-        masks, scores, best = grid_everything(prompter, image, pixels.shape[:2], side, progress)
-    order = np.argsort([-m.sum() for m in masks], kind="stable")  # largest first
+        size = pixels.shape[:2]
+        masks, scores, best = grid_candidates(prompter, image, size, side, progress, photo)
+    kept = distinct(masks, scores, pixels.shape[:2])
+    kept.sort(key=lambda pair: -pair[1].sum())  # largest first
     return EverythingResult(
-        masks=[masks[k] for k in order],
-        scores=[scores[k] for k in order],
+        masks=[mask for _, mask in kept],
+        scores=[score for score, _ in kept],
         seconds=time.perf_counter() - began,
         best_candidate=best,
         points=side**2,
     )
 
 
-def grid_everything(
+def _refined_alone(prompter: Prompter, photo: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """A generated mask (no click of its own) refined on the photo, in a model turn of its
+    own so other users' clicks go between them."""
+    one = Prediction(mask[None], np.ones(1, np.float32), (None,))
+    with model_turn():
+        return refined(prompter, one, photo, Prompts()).masks[0]
+
+
+def grid_candidates(
     prompter: Prompter,
     image: ImageState,
     size: tuple[int, int],
     side: int = CLICK_GRID,
     progress: Callable[[float], None] | None = None,
+    photo: np.ndarray | None = None,
 ) -> tuple[list[np.ndarray], list[float], float]:
-    """One positive click at each point of a ``side × side`` grid, each a mask of its own;
-    masks whose estimated IoU reaches ``EVERYTHING_MIN_IOU`` are kept, and of masks that are
-    the same object (IoU ≥ ``GRID_DUPLICATE_IOU``) only the best-scored one. Each click takes
-    its own model turn, so other users' clicks go between them.
+    """One positive click at each point of a ``side × side`` grid, each a mask of its own
+    (refined on ``photo`` when given). Each click takes its own model turn, so other users'
+    clicks go between them.
 
-    Returns ``(masks HxW bool, scores, best estimated IoU of any candidate)``.
+    Returns ``(masks HxW bool, estimated IoUs, best estimated IoU)``.
     """
     h, w = size
-    candidates = []
+    masks, scores = [], []
     for k, (x, y) in enumerate(_grid(side, w, h)):
-        prediction = propose(prompter, image, Prompts((Click(x, y, True),)), multimask=False)
-        best = prediction.best
-        candidates.append((float(prediction.scores[best]), prediction.masks[best]))
+        prompts = Prompts((Click(x, y, True),))
+        prediction = propose(prompter, image, prompts, multimask=False, photo=photo)
+        masks.append(prediction.masks[prediction.best])
+        scores.append(float(prediction.scores[prediction.best]))
         if progress is not None:
             progress((k + 1) / side**2)
-    best = max(score for score, _ in candidates)
+    return masks, scores, max(scores)
+
+
+def distinct(
+    masks: list[np.ndarray], scores: list[float], size: tuple[int, int]
+) -> list[tuple[float, np.ndarray]]:
+    """``(score, mask)`` of the masks worth showing: estimated IoU at least
+    ``EVERYTHING_MIN_IOU``, not tiny, and of masks of the same object (IoU at least
+    ``GRID_DUPLICATE_IOU``) only the best-scored one."""
     kept: list[tuple[float, np.ndarray]] = []
-    for score, mask in sorted(candidates, key=lambda c: -c[0]):
-        if score < EVERYTHING_MIN_IOU or mask.sum() < GRID_MIN_AREA * h * w:
+    for score, mask in sorted(zip(scores, masks, strict=True), key=lambda c: -c[0]):
+        if score < EVERYTHING_MIN_IOU or mask.sum() < GRID_MIN_AREA * size[0] * size[1]:
             continue
         if all(iou(mask, other) < GRID_DUPLICATE_IOU for _, other in kept):
             kept.append((score, mask))
-    return [m for _, m in kept], [s for s, _ in kept], best
+    return kept
 
 
 def _grid(side: int, w: int, h: int) -> np.ndarray:
@@ -182,13 +235,19 @@ def _grid(side: int, w: int, h: int) -> np.ndarray:
     return np.stack([xs.ravel(), ys.ravel()], 1)
 
 
-def protocol_predictor(prompter: Prompter, image: ImageState) -> Predict:
+def protocol_predictor(
+    prompter: Prompter, image: ImageState, photo: np.ndarray | None = None
+) -> Predict:
     """Adapt a prompter with its image prepared to ``clicks.click_curve``'s ``predict``: the
-    app's rules (``propose``), the highest-scored mask kept, its feedback handed back."""
+    app's rules (``propose``, refined on ``photo`` when given, as the page does), the
+    highest-scored mask kept, its feedback handed back."""
+    shown: list[np.ndarray | None] = [None]  # the mask before this click, as the page has it
 
     def predict(clicks: list[Click], feedback):
-        prediction = propose(prompter, image, Prompts(tuple(clicks)), feedback)
+        prompts = Prompts(tuple(clicks))
+        prediction = propose(prompter, image, prompts, feedback, photo=photo, previous=shown[0])
         best = prediction.best
+        shown[0] = prediction.masks[best]
         return prediction.masks[best], prediction.feedback[best]
 
     return predict

@@ -74,14 +74,25 @@ class SamPrompter:
         self, image: ImageState, prompts: Prompts, feedback, multimask: bool
     ) -> Prediction:
         clicked = bool(prompts.clicks)
-        masks, scores, logits = self.predictor(image).predict(
+        upscaled, scores, logits = self.predictor(image).predict(
             prompts.points if clicked else None,
             prompts.labels if clicked else None,
             None if prompts.box is None else prompts.box.as_array(),
             None if feedback is None else np.asarray(feedback, np.float32)[None],
             multimask_output=multimask,
+            return_logits=True,
         )
-        return Prediction(masks, scores.astype(np.float32), tuple(logits.astype(np.float32)))
+        return Prediction(
+            upscaled > 0,  # what SamPredictor's masks are
+            scores.astype(np.float32),
+            tuple(logits.astype(np.float32)),
+            1 / (1 + np.exp(-np.clip(upscaled, -30, 30))),
+        )
+
+    def shown(self, feedback, mask: np.ndarray):
+        # SAM's mask prompt is its own low-resolution logits, the input its decoder was
+        # trained on; a refined mask goes back as the logits it came from.
+        return feedback
 
     def everything(
         self,

@@ -1,7 +1,7 @@
 """What a page can do to its picture, as operations ``Page -> Page``, and ``perform``, the one
 way every change reaches the store: open a photo (an upload or an example), prompt, undo,
-clear, choose a mask, change model. The page's server functions, the queued fallback and the
-tab's events all call ``perform`` with the same payloads.
+clear, choose a mask, change model, refine on the photo or not. The page's server functions,
+the queued fallback and the tab's events all call ``perform`` with the same payloads.
 
 Prompts arrive in the working image's pixels, as the page measures them, and are checked by
 the one validator of ``segdemo.prompts``.
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from gradio.utils import is_in_or_equal
 
-from segdemo.examples import EXAMPLES_DIR
+from segdemo.examples import EXAMPLES_DIR, photo_examples
 from segdemo.prompts import checked
 from segdemo.tasks.prompt_session import PromptSession
 from segdemo.ui.common import load_input
@@ -25,7 +25,7 @@ from segdemo.ui.picture_store import STORE, Page, PictureError
 
 def open_image(page: Page, path: str) -> Page:
     """A new photo, prepared for the page's model now so that the first click answers at once."""
-    session = PromptSession.open(load_input(path), page.model)
+    session = PromptSession.open(load_input(path), page.model, page.refined)
     return page.changed(session=session, source=str(path))
 
 
@@ -61,13 +61,25 @@ def change_model(page: Page, model) -> Page:
     return page.changed(model=model, session=session)
 
 
+def set_refinement(page: Page, refined) -> Page:
+    """Masks refined on the photo (True) or the network's own (False), the prompts replayed."""
+    if not isinstance(refined, bool):
+        raise PictureError("Refinement is on (true) or off (false).")
+    session = page.session and page.session.with_refinement(refined)
+    return page.changed(refined=refined, session=session)
+
+
 def _openable(path) -> str:
     """``path`` if it is one of the app's examples (or Gradio's copy of one); files a client
     uploaded are let through before this (``perform``). Not the server's other files, nor
     another visitor's upload or the masks written for their downloads, which sit in the same
     upload folder."""
     if isinstance(path, str) and len(path) < 4096 and "\0" not in path:
-        if is_in_or_equal(path, str(EXAMPLES_DIR)) or _copy_of_an_example(path):
+        if (
+            is_in_or_equal(path, str(EXAMPLES_DIR))
+            or path in photo_examples()
+            or _copy_of_an_example(path)
+        ):
             return path
     raise PictureError("Upload the photo through the page, then try again.")
 
@@ -76,7 +88,7 @@ def _openable(path) -> str:
 def _examples() -> dict[str, tuple[int, str]]:
     """Each example image's file name -> (size in bytes, SHA-1 of its bytes)."""
     found = {}
-    for path in EXAMPLES_DIR.rglob("*"):
+    for path in [*EXAMPLES_DIR.rglob("*"), *map(Path, photo_examples())]:
         if path.is_file() and path.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp"):
             data = path.read_bytes()
             found[path.name] = (len(data), hashlib.sha1(data).hexdigest())
@@ -98,7 +110,8 @@ def _copy_of_an_example(path: str) -> bool:
 def perform(token: str, payload: dict, client: str = "") -> tuple[Page, bool]:
     """Apply the operation a payload names to the token's page; returns the new page and
     whether its photo is new. ``payload["op"]``: ``open`` (``path``), ``prompt`` (``prompt``,
-    ``image``), ``undo``, ``clear``, ``choose`` (``index``) or ``model`` (``model``).
+    ``image``), ``undo``, ``clear``, ``choose`` (``index``), ``model`` (``model``) or
+    ``refine`` (``refined``: true or false).
     ``client``: who asks (``guard.client_of``), for the store's per-client bound and uploads."""
     operation = payload.get("op")
     if operation == "open":
@@ -112,6 +125,7 @@ def perform(token: str, payload: dict, client: str = "") -> tuple[Page, bool]:
         "clear": clear,
         "choose": lambda p: choose(p, payload.get("index")),
         "model": lambda p: change_model(p, payload.get("model")),
+        "refine": lambda p: set_refinement(p, payload.get("refined")),
     }
     if operation not in changes:
         raise PictureError(f"Unknown operation {str(operation)[:40]!r}.")

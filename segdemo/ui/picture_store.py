@@ -38,7 +38,7 @@ MAX_BYTES = 1536 * 2**20  # all pages together
 PAGE_BYTES = 96 * 2**20  # one page: its photo, the model's state and every step's masks
 PAGES_PER_CLIENT = 8  # pages one address may hold (a class behind one router shares it)
 RECENT_SECONDS = 300.0  # a page used this recently is never pushed out for another
-MAX_CHOICES = 4096  # model choices remembered for pages that have no photo yet
+MAX_CHOICES = 4096  # choices (model, refinement) remembered for pages without a photo yet
 BUSY_SECONDS = 5.0  # a page's call waits this long for its previous one, then is refused
 TOKEN = re.compile(r"[0-9a-f]{32}")
 SECRET = secrets.token_bytes(32)  # per server process: tokens of an earlier run are refused
@@ -55,14 +55,15 @@ VERSIONS = itertools.count(1)
 
 @dataclass(frozen=True)
 class Page:
-    """One page's picture: the chosen model, the prompt session on its photo (None before a
-    photo), and the photo's file. ``version`` grows with every change, so the page can tell
-    which details are current."""
+    """One page's picture: the chosen model, whether masks are refined on the photo, the
+    prompt session on its photo (None before a photo), and the photo's file. ``version`` grows
+    with every change, so the page can tell which details are current."""
 
     model: str = DEFAULT_MODEL
     session: PromptSession | None = None
     source: str | None = None
     version: int = 0
+    refined: bool = True
 
     def changed(self, **changes) -> Page:
         return replace(self, version=next(VERSIONS), **changes)
@@ -131,7 +132,7 @@ class PictureStore:
         self.per_client = per_client
         self.recent = recent
         self._pages: OrderedDict[str, _Entry] = OrderedDict()  # idle longest first
-        self._choices: OrderedDict[str, str] = OrderedDict()  # models of photo-less pages
+        self._choices: OrderedDict[str, Page] = OrderedDict()  # photo-less pages' choices
         self._locks: dict[str, list] = {}  # token -> [lock, calls holding or waiting]
         self._lock = threading.Lock()
         self.nbytes = 0
@@ -141,7 +142,7 @@ class PictureStore:
         with self._lock:
             entry = self._pages.get(token)
             if entry is None:
-                return Page(model=self._choices.get(token, DEFAULT_MODEL))
+                return self._choices.get(token, Page())
             entry.seen = time.monotonic()
             self._pages.move_to_end(token)
             return entry.page
@@ -155,10 +156,11 @@ class PictureStore:
             )
         with self._lock:
             before = self._pop(token)
-            if page.session is None:  # a page without a photo stores nothing but its model
+            if page.session is None:  # a page without a photo stores nothing but its choices
                 self._choices.pop(token, None)
-                if page.model != DEFAULT_MODEL:
-                    self._choices[token] = page.model
+                chosen = Page(model=page.model, refined=page.refined)
+                if chosen != Page():
+                    self._choices[token] = chosen
                     while len(self._choices) > MAX_CHOICES:
                         self._choices.popitem(last=False)
                 return

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from segdemo import viz
-from segdemo.examples import flower_examples, scene_examples
+from segdemo.examples import flower_examples, photo_examples, scene_examples
 from segdemo.imaging import PreparedImage, save_png
 from segdemo.prompts import parse_prompts
 from segdemo.registry import get_spec, is_available, list_models
@@ -144,6 +144,12 @@ def change_model(value, model_name: str, request: gr.Request = None):
 
 
 @user_errors
+def set_refinement(value, refined: bool, request: gr.Request = None):
+    """Show the masks refined on the photo, or the network's own, for the same prompts."""
+    return _performed(value, {"op": "refine", "refined": bool(refined)}, request)
+
+
+@user_errors
 def choose_mask(value, evt: gr.SelectData, request: gr.Request = None):
     """Pick one of the masks of a single click."""
     checked_token(value)  # choosing needs a page that has clicked
@@ -184,18 +190,27 @@ def everything(value, progress=gr.Progress()):  # noqa: B008
 
 
 @user_errors
-def prompt_segment(image_path, points_json: str, box_json: str, model_name: str, multimask: bool):
+def prompt_segment(
+    image_path,
+    points_json: str,
+    box_json: str,
+    model_name: str,
+    multimask: bool,
+    refine: bool = True,
+):
     """The API: image + prompts as JSON -> (overlay, mask PNGs at the original size, scores).
 
     The prompts are replayed in order as clicks would be (the box first when it is given
-    apart), so the masks are the ones clicking them in the tab gives.
+    apart), so the masks are the ones clicking them in the tab gives; ``refine``: refined on
+    the photo (the picture's default) or the network's own.
     """
-    return _replayed(load_input(image_path), points_json, box_json, model_name, multimask)
+    image = load_input(image_path)
+    return _replayed(image, points_json, box_json, model_name, multimask, refine)
 
 
-def _replayed(image: PreparedImage, points_json, box_json, model_name, multimask):
+def _replayed(image: PreparedImage, points_json, box_json, model_name, multimask, refine):
     prompts = parse_prompts(points_json, box_json, image.original_size)
-    session = PromptSession.open(image, model_name).replay(
+    session = PromptSession.open(image, model_name, bool(refine)).replay(
         working_prompts(prompts, image), bool(multimask)
     )
     step = session.current
@@ -206,6 +221,7 @@ def _replayed(image: PreparedImage, points_json, box_json, model_name, multimask
         files.append(save_png(to_uint8_mask(original), f"prompt-mask-{k}"))
     details = {
         "model": model_name,
+        "refined": session.refined,
         "scores": [round(s, 4) for s in step.scores],
         "best": int(np.argmax(step.scores)),
         "original_size": list(image.original_size),
@@ -216,10 +232,10 @@ def _replayed(image: PreparedImage, points_json, box_json, model_name, multimask
 
 
 @user_errors
-def prompt_segment_of_picture(value, points_json, box_json, model_name, multimask):
+def prompt_segment_of_picture(value, points_json, box_json, model_name, multimask, refine):
     """The JSON prompts replayed on the picture's photo (the button below the picture)."""
     session = STORE.get(checked_token(value)).require_session()
-    return _replayed(session.image, points_json, box_json, model_name, multimask)
+    return _replayed(session.image, points_json, box_json, model_name, multimask, refine)
 
 
 @user_errors
@@ -244,10 +260,24 @@ def build_tab(label_targets: list[list[gr.components.Component]] = ()) -> None:
                 # The examples' photo, and the JSON API's; the page shows the picture.
                 photo_file = image_input("Photo", visible=False)
                 examples = gr.Examples(
-                    flower_examples() + scene_examples(), inputs=[photo_file], label="Examples"
+                    flower_examples() + scene_examples(),
+                    inputs=[photo_file],
+                    label="Generated examples",
+                )
+                photos = gr.Examples(
+                    photo_examples(),
+                    inputs=[photo_file],
+                    label="Real photos (scikit-image's sample images; no masks)",
                 )
             with gr.Column(scale=2):
                 model = gr.Dropdown(model_choices(), value=DEFAULT_MODEL, label="Model")
+                refine = gr.Checkbox(
+                    value=True,
+                    label="Refine on the photo",
+                    info="On: the network proposes, this photo's colours and edges decide. "
+                    "Off: the network's own mask.",
+                    elem_id="prompted-refine",
+                )
                 with gr.Group(elem_id="prompted-details"):
                     status = gr.Markdown(elem_id="prompted-status")
                     gallery = gr.Gallery(
@@ -301,10 +331,12 @@ def build_tab(label_targets: list[list[gr.components.Component]] = ()) -> None:
             queued, [picture], [picture], **private, **queue_group("sam_click")
         )
         embed_group = queue_group("sam_embed")
-        examples.load_input_event.then(
-            load_example, [photo_file, picture], [picture], **private, **embed_group
-        )
+        for gallery_of_examples in (examples, photos):
+            gallery_of_examples.load_input_event.then(
+                load_example, [photo_file, picture], [picture], **private, **embed_group
+            )
         model.change(change_model, [picture, model], [picture], **private, **embed_group)
+        refine.change(set_refinement, [picture, refine], [picture], **private, **embed_group)
         gallery.select(choose_mask, [picture], [picture, *shown], **private)
         everything_button.click(
             everything,
@@ -323,7 +355,7 @@ def build_tab(label_targets: list[list[gr.components.Component]] = ()) -> None:
         api_results = [api_picture, api_files, api_details]
         run_json.click(
             prompt_segment_of_picture,
-            [picture, points_json, box_json, model, multimask],
+            [picture, points_json, box_json, model, multimask, refine],
             api_results,
             **private,
             **queue_group("sam_click"),
@@ -331,7 +363,7 @@ def build_tab(label_targets: list[list[gr.components.Component]] = ()) -> None:
         # The API: the same with the photo as a file, for gradio_client (which cannot click).
         api_trigger.click(
             prompt_segment,
-            [photo_file, points_json, box_json, model, multimask],
+            [photo_file, points_json, box_json, model, multimask, refine],
             api_results,
             api_name="prompt_segment",
             **queue_group("sam_click"),

@@ -1,0 +1,212 @@
+"""Refinement on the photo: the network proposes a mask, this photo's colours and edges decide it.
+
+A network trained on generated pictures knows the shape of "the thing under the click" but not
+this object's colours or where its edges run. A per-image energy brings those in (GrabCut's
+idea, Rother et al. 2004), solved exactly by one graph cut (PyMaxflow's Boykov–Kolmogorov):
+
+- **unary**: the network's log-odds (a soft prior, not a split at 0.5) plus the log-ratio of
+  two colour histograms, the object's and the background's, fitted to this photo with the
+  proposal as soft labels and then to the cut itself;
+- **pairwise**: a contrast-sensitive Potts term, so the boundary prefers the photo's edges;
+- **hard labels**: every clicked disc keeps its label, and nothing outside a box is object.
+
+It runs on a window around the proposal and the clicks at ``SIDE`` pixels on the long side
+(small objects are looked at closely, as the click model's zoom-in does); outside the window the
+proposal stands. Inputs and outputs are the working image's pixels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import maxflow
+import numpy as np
+
+from segdemo.prompts import CLICK_RADIUS, Box, Click, disc
+
+
+@dataclass(frozen=True)
+class RefineSettings:
+    """The energy's weights and the working size. The defaults were chosen on every fourth
+    COCO MVal photo (40 objects, ``segdemo.prompted_eval.TUNING_EVERY``) and are reported on all
+    160 and on the 120 others (``python -m segdemo.evaluate``)."""
+
+    side: int = 200  # long side of the window the cut runs on, in pixels
+    margin: float = 0.4  # the window: the proposal's and clicks' box widened by this share
+    least: float = 0.25  # ... and at least this share of the image's long side
+    network: float = 0.5  # weight of the network's log-odds
+    colour: float = 1.0  # weight of the colour log-ratio
+    smooth: float = 30.0  # weight of the contrast-sensitive boundary term
+    bins: int = 16  # colour histogram bins per channel
+    iterations: int = 2  # colour fits: the first on the starting labels, the next on the cut
+
+
+DEFAULT = RefineSettings()
+HARD = 1e9  # a hard label's cost: no cut pays it
+
+
+def window_around(
+    proposal: np.ndarray, clicks: tuple[Click, ...], box: Box | None, settings: RefineSettings
+) -> tuple[slice, slice]:
+    """Rows and columns of the window the cut runs on: the box around the proposed object and
+    the clicks, widened, inside a given box (widened a little)."""
+    h, w = proposal.shape
+    rows, cols = np.flatnonzero(proposal.any(1)), np.flatnonzero(proposal.any(0))
+    xs = [c.x for c in clicks] + ([cols[0], cols[-1] + 1] if cols.size else [])
+    ys = [c.y for c in clicks] + ([rows[0], rows[-1] + 1] if rows.size else [])
+    if box is not None:
+        xs, ys = [box.x0, box.x1], [box.y0, box.y1]
+    if not xs:
+        return slice(0, h), slice(0, w)
+    x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
+    pad_x = max(settings.margin * (x1 - x0), (settings.least * max(h, w) - (x1 - x0)) / 2, 2)
+    pad_y = max(settings.margin * (y1 - y0), (settings.least * max(h, w) - (y1 - y0)) / 2, 2)
+    top, bottom = max(0, int(y0 - pad_y)), min(h, int(np.ceil(y1 + pad_y)))
+    left, right = max(0, int(x0 - pad_x)), min(w, int(np.ceil(x1 + pad_x)))
+    return slice(top, bottom), slice(left, right)
+
+
+def refine(
+    pixels: np.ndarray,
+    probability: np.ndarray,
+    clicks: tuple[Click, ...] = (),
+    box: Box | None = None,
+    previous: np.ndarray | None = None,
+    settings: RefineSettings = DEFAULT,
+) -> np.ndarray:
+    """The mask this photo supports, near the network's proposal.
+
+    pixels: ``HxWx3 uint8`` RGB; probability: ``HxW float32`` in [0, 1], the network's
+    probability of the object; clicks and box in the same pixels; previous: ``HxW bool``, the
+    mask shown before this prompt, or None. Returns ``HxW bool``.
+
+    The colours are first fitted to the previous mask where there is one: it already obeys
+    every earlier click, while a network answering a correction can lose the whole object.
+    """
+    h, w = probability.shape
+    proposal = probability > 0.5
+    around = proposal if previous is None else proposal | previous
+    rows, cols = window_around(around, clicks, box, settings)
+    wh, ww = rows.stop - rows.start, cols.stop - cols.start
+    scale = min(1.0, settings.side / max(wh, ww))
+    size = (max(1, round(ww * scale)), max(1, round(wh * scale)))  # cv2's (width, height)
+    image = cv2.resize(pixels[rows, cols], size, interpolation=cv2.INTER_AREA)
+    prior = cv2.resize(probability[rows, cols], size, interpolation=cv2.INTER_AREA)
+    sy, sx = size[1] / wh, size[0] / ww
+    labels = _hard_labels(
+        (size[1], size[0]), clicks, box, CLICK_RADIUS * max(h, w) * scale,
+        lambda x, y: ((x + 0.5 - cols.start) * sx - 0.5, (y + 0.5 - rows.start) * sy - 0.5),
+    )
+    start = prior  # what the colours are first fitted to: the proposal, or the mask shown
+    if previous is not None:
+        start = cv2.resize(previous[rows, cols].astype(np.float32), size, cv2.INTER_AREA)
+    cut = cut_mask(image, prior, labels, start, settings)
+    mask = proposal.copy()
+    mask[rows, cols] = cv2.resize(cut.astype(np.float32), (ww, wh), cv2.INTER_LINEAR) > 0.5
+    if box is not None:
+        mask &= _inside_box((h, w), box)
+    return mask
+
+
+def _hard_labels(shape, clicks, box, radius, to_window) -> np.ndarray:
+    """``HxW int8`` at the cut's size: 1 object, -1 background, 0 free."""
+    labels = np.zeros(shape, np.int8)
+    if box is not None:
+        bx0, by0 = to_window(box.x0, box.y0)
+        bx1, by1 = to_window(box.x1, box.y1)
+        labels[~_inside_box(shape, Box(bx0, by0, bx1, by1))] = -1
+    for click in clicks:
+        found = disc(shape, *to_window(click.x, click.y), max(radius, 1.0))
+        if found is not None:
+            (r, c), inside = found
+            labels[r, c][inside] = 1 if click.positive else -1
+    return labels
+
+
+def _inside_box(shape: tuple[int, int], box: Box) -> np.ndarray:
+    inside = np.zeros(shape, bool)
+    rows = slice(max(0, int(box.y0)), int(np.ceil(box.y1)) + 1)
+    inside[rows, max(0, int(box.x0)) : int(np.ceil(box.x1)) + 1] = True
+    return inside
+
+
+def cut_mask(
+    image: np.ndarray,
+    prior: np.ndarray,
+    labels: np.ndarray,
+    start: np.ndarray,
+    settings: RefineSettings = DEFAULT,
+) -> np.ndarray:
+    """The graph cut on one window: ``HxWx3 uint8``, prior ``HxW float32`` in [0, 1], hard
+    ``labels`` (1 object, -1 background, 0 free), ``start`` ``HxW float32`` in [0, 1] the
+    labels the colours are first fitted to -> ``HxW bool``."""
+    colours = _colour_bins(image, settings.bins)
+    p = np.clip(prior, 0.02, 0.98)
+    network = settings.network * np.log(p / (1 - p))
+    edges = _edge_weights(image.astype(np.float32), settings.smooth)
+    soft = np.where(labels == 0, start, labels > 0).astype(np.float64)
+    mask = soft > 0.5
+    for _ in range(settings.iterations):
+        ratio = _colour_log_ratio(colours, soft, settings.bins)
+        mask = _cut(network + settings.colour * ratio, edges, labels)
+        soft = mask.astype(np.float64)
+    return mask
+
+
+def _colour_bins(image: np.ndarray, bins: int) -> np.ndarray:
+    q = (image.astype(np.int32) * bins) >> 8
+    return (q[..., 0] * bins + q[..., 1]) * bins + q[..., 2]
+
+
+def _colour_log_ratio(colours: np.ndarray, weight: np.ndarray, bins: int) -> np.ndarray:
+    """``log P(colour | object) - log P(colour | background)`` per pixel, from histograms
+    weighted by ``weight`` (object) and ``1 - weight``, each smoothed by a uniform prior.
+    A clicked disc counts with its label (the ``weight`` there is 0 or 1)."""
+    flat, n = colours.ravel(), bins**3
+    fg = np.bincount(flat, weight.ravel(), n) + 0.5
+    bg = np.bincount(flat, 1 - weight.ravel(), n) + 0.5
+    ratio = np.log(fg / fg.sum()) - np.log(bg / bg.sum())
+    return np.clip(ratio[colours], -6, 6)
+
+
+# Neighbour offsets (rows, columns) and the structure that links a pixel to that neighbour.
+RIGHT, DOWN, DOWN_RIGHT, DOWN_LEFT = (0, 1), (1, 0), (1, 1), (1, -1)
+
+
+def _edge_weights(image: np.ndarray, smooth: float) -> list:
+    """Contrast-sensitive Potts weights to each of the 8 neighbours (GrabCut's
+    ``exp(-beta |dI|^2)``, beta from the window's mean contrast; diagonal links weigh
+    1/sqrt(2)), as ``(weights HxW, 3x3 structure)`` per direction."""
+    h, w = image.shape[:2]
+    offsets = [RIGHT, DOWN, DOWN_RIGHT, DOWN_LEFT]
+    squared = []
+    for dy, dx in offsets:
+        a = image[: h - dy, max(0, -dx) : w - max(0, dx)]
+        b = image[dy:, max(0, dx) : w - max(0, -dx) or None]
+        squared.append(((a - b) ** 2).sum(-1))
+    beta = 1.0 / (2 * max(1e-6, np.mean(squared[0]) / 2 + np.mean(squared[1]) / 2))
+    links = []
+    for (dy, dx), sq in zip(offsets, squared, strict=True):
+        weight = np.zeros((h, w))
+        weight[: h - dy, max(0, -dx) : w - max(0, dx)] = (
+            smooth * np.exp(-beta * sq) / np.hypot(dy, dx)
+        )
+        structure = np.zeros((3, 3))
+        structure[1 + dy, 1 + dx] = 1
+        links.append((weight, structure))
+    return links
+
+
+def _cut(unary: np.ndarray, edges, labels: np.ndarray) -> np.ndarray:
+    """Min-cut with ``unary`` = log-odds of object per pixel; returns the object pixels."""
+    graph = maxflow.Graph[float]()
+    nodes = graph.add_grid_nodes(unary.shape)
+    for weight, structure in edges:
+        graph.add_grid_edges(nodes, weights=weight, structure=structure, symmetric=True)
+    # Source side is the object: a pixel left on the sink side pays its source capacity.
+    to_object = np.where(labels > 0, HARD, np.where(labels < 0, 0.0, np.maximum(unary, 0)))
+    to_background = np.where(labels < 0, HARD, np.where(labels > 0, 0.0, np.maximum(-unary, 0)))
+    graph.add_grid_tedges(nodes, to_object, to_background)
+    graph.maxflow()
+    return ~graph.get_grid_segments(nodes)

@@ -1,0 +1,77 @@
+"""The refinement on the photo: clicks are hard labels, a box a hard limit, and the photo's
+colours and edges move a rough proposal onto the object."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from segdemo.clicks import iou
+from segdemo.prompts import CLICK_RADIUS, Box, Click, Prompts, settle_clicks
+from segdemo.tasks.classical import ClickDiscsPrompter
+from segdemo.tasks.prompted import propose
+from segdemo.tasks.refine import refine
+
+
+def two_tone(h: int = 120, w: int = 160, seed: int = 0):
+    """A noisy photo with a red ellipse on a green ground, and the ellipse's mask."""
+    rng = np.random.default_rng(seed)
+    rows, cols = np.ogrid[:h, :w]
+    truth = ((cols - 70) / 40.0) ** 2 + ((rows - 60) / 28.0) ** 2 <= 1
+    image = np.where(truth[..., None], [200, 40, 40], [40, 160, 60]).astype(np.float64)
+    image += rng.normal(0, 12, image.shape)
+    return np.clip(image, 0, 255).astype(np.uint8), truth
+
+
+def test_a_rough_proposal_snaps_to_the_object():
+    image, truth = two_tone()
+    rough = np.zeros(truth.shape, np.float32)
+    rough[35:85, 40:110] = 0.8  # a box-shaped blob over the ellipse, corners spilling over
+    refined = refine(image, rough, (Click(70, 60, True),))
+    assert iou(rough > 0.5, truth) < 0.85 and iou(refined, truth) > 0.95
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_clicked_discs_keep_their_label_and_nothing_leaves_the_box(seed):
+    rng = np.random.default_rng(seed)
+    image, truth = two_tone(seed=seed)
+    # Proposals that contradict the clicks: the refinement must still obey every one.
+    probability = rng.uniform(0, 1, truth.shape).astype(np.float32)
+    clicks = tuple(  # inside the box: a positive click outside it would contradict the box
+        Click(float(rng.uniform(25, 125)), float(rng.uniform(20, 95)), bool(rng.integers(2)))
+        for _ in range(5)
+    )
+    box = Box(20.0, 15.0, 130.0, 100.0)
+    prompts = Prompts(clicks, box)
+    prediction = propose(
+        ClickDiscsPrompter(), ClickDiscsPrompter().prepare(image), prompts, photo=image
+    )
+    mask = prediction.masks[0]
+    outside = np.ones(truth.shape, bool)
+    outside[15:101, 20:131] = False
+    assert not (mask & outside).any()
+    assert (settle_clicks(mask, clicks) == mask).all()  # every disc already has its label
+    # The cut itself (before the clicks are settled) already keeps each click's centre.
+    cut = refine(image, probability, clicks, box)
+    assert not (cut & outside).any()
+    radius = CLICK_RADIUS * 160
+    for click in clicks:
+        others = [np.hypot(c.x - click.x, c.y - click.y) for c in clicks if c != click]
+        if min(others) > 2 * radius:
+            assert cut[int(click.y), int(click.x)] == click.positive
+
+
+def test_a_negative_click_removes_what_spilled_over():
+    image, truth = two_tone()
+    spill = truth * np.float32(0.9)
+    spill[20:100, 100:150] = 0.8  # a network that spilled onto the ground beside the object
+    clicks = (Click(70, 60, True), Click(130, 60, False))
+    assert iou(refine(image, spill, clicks), truth) > 0.95
+
+
+def test_the_previous_mask_holds_when_the_network_loses_the_object():
+    image, truth = two_tone()
+    lost = np.zeros(truth.shape, np.float32)  # a network that answered a click with nothing
+    clicks = (Click(70, 60, True), Click(150, 100, False))
+    refined = refine(image, lost, clicks, previous=truth)
+    assert iou(refined, truth) > 0.9
