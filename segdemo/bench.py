@@ -104,7 +104,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def run_clicks(args: argparse.Namespace) -> str:
     """Clicks in Chromium and the simulated users (``bench_clicks``), as Markdown."""
-    from segdemo import bench_clicks
+    from segdemo import bench_clicks, bench_server
     from segdemo.browser import chromium_available
     from segdemo.registry import is_available, list_models
 
@@ -120,7 +120,7 @@ def run_clicks(args: argparse.Namespace) -> str:
         load = bench_clicks.capacity(flower_photo())
     text = bench_clicks.render(latency, load) if latency or load else ""
     if not args.no_server_clicks:
-        text += "\n\n" + render_server_clicks(bench_clicks.server_click_ms(flower_photo()))
+        text += "\n\n" + render_server_clicks(bench_server.server_click_ms(flower_photo()))
     return text
 
 
@@ -128,9 +128,10 @@ def render_server_clicks(rows: list[dict]) -> str:
     lines = [
         "## A picture click on the server",
         "",
-        "The `server_ms` of each `operate` answer (check the prompt, run `click_net`, encode "
-        "the mask PNG), 640×480 photo, clicks 0.5 s apart, this tree beside the commit "
-        "before the prompt session held its own state, each in its own `app.py`, one run.",
+        "The `server_ms` of each `operate` answer (check the prompt, run `click_net` and the "
+        "refinement on the photo, encode the mask PNG), 640×480 photo, clicks 0.5 s apart: "
+        "this tree with the refinement on and off, beside the commit before the prompt "
+        "session held its own state, each tree in its own `app.py`, one run.",
         "",
         "| what | clicks | median (ms) | p90 (ms) |",
         "|---|---|---|---|",

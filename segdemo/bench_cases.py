@@ -41,8 +41,23 @@ CASES = (
     ),
     Case("click_net first click (whole image), 640×480", ("click_net",), "setup_click_net_first"),
     Case("click_net later click (zoom-in crop), 640×480", ("click_net",), "setup_click_net_click"),
+    Case(
+        "click_net + refinement, first click, 640×480",
+        ("click_net",),
+        "setup_refined_click_net_first",
+    ),
+    Case(
+        "click_net + refinement, later click, 640×480",
+        ("click_net",),
+        "setup_refined_click_net_click",
+    ),
     Case("sam_tiny image embedding, 640×480", ("sam_tiny",), "setup_sam_tiny_embed"),
     Case("sam_tiny click, 640×480", ("sam_tiny",), "setup_sam_tiny_click"),
+    Case(
+        "sam_tiny + refinement, later click, 640×480",
+        ("sam_tiny",),
+        "setup_refined_sam_tiny_click",
+    ),
     Case(
         "SAM ViT-B image embedding (reference), 640×480",
         (),
@@ -160,6 +175,24 @@ def _setup_click(prompter, zoomed: bool = False) -> Callable:
     return lambda: prompter.predict(image, second, feedback, False)
 
 
+def _setup_refined_click(prompter, zoomed: bool = False) -> Callable:
+    """As ``_setup_click``, through the app's rules with the refinement on the photo: the
+    network's proposal, the graph cut, the clicked discs (what a picture click runs)."""
+    from segdemo.prompts import Click, Prompts
+    from segdemo.tasks.prompted import propose
+
+    photo = flower_photo()
+    image = prompter.prepare(photo)
+    first = Prompts((Click(320.0, 240.0, True),))
+    if not zoomed:
+        return lambda: propose(prompter, image, first, photo=photo)
+    shown = propose(prompter, image, first, multimask=False, photo=photo)
+    second = Prompts((*first.clicks, Click(340.0, 250.0, True)))
+    return lambda: propose(
+        prompter, image, second, shown.feedback[0], photo=photo, previous=shown.masks[0]
+    )
+
+
 def _random_vit_b():
     import torch
 
@@ -175,6 +208,18 @@ def setup_click_net_first() -> Callable:
 
 def setup_click_net_click() -> Callable:
     return _setup_click(_prompter("click_net"), zoomed=True)
+
+
+def setup_refined_click_net_first() -> Callable:
+    return _setup_refined_click(_prompter("click_net"))
+
+
+def setup_refined_click_net_click() -> Callable:
+    return _setup_refined_click(_prompter("click_net"), zoomed=True)
+
+
+def setup_refined_sam_tiny_click() -> Callable:
+    return _setup_refined_click(_prompter("sam_tiny"), zoomed=True)
 
 
 def setup_sam_tiny_embed() -> Callable:

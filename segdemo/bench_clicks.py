@@ -34,6 +34,7 @@ from segdemo.picture_client import PictureClient
 
 WARM_UP = 2  # clicks not counted: the first calls allocate and pick kernels
 CLICK_EVERY_S = 1.0
+CORRECTING_GAP_S = 0.4  # a user correcting fast clicks again this soon after the mask shows
 TARGET_P90_MS = 150.0
 USER_COUNTS = (1, 2, 4, 8, 12, 16, 20, 24, 32)
 SECONDS_PER_COUNT = 10.0
@@ -70,17 +71,22 @@ def running_app(demo=None):
         demo.close()
 
 
-def _timed_clicks(page, points, clicks_made) -> list[float]:
-    """Click ``points`` one a second; returns the page's own click-to-frame times (ms)."""
+def _timed_clicks(page, points, clicks_made, after_mask_s: float | None = None) -> list[float]:
+    """Click ``points`` one a second, or ``after_mask_s`` after each click's mask shows (a
+    user correcting fast); returns the page's own click-to-frame times (ms)."""
     page.evaluate("window.segdemoTimings = []")
-    for x, y, positive in points:
+    for k, (x, y, positive) in enumerate(points):
         clicks_made(page, x, y, positive)
-        page.wait_for_timeout(int(1000 * CLICK_EVERY_S))
+        if after_mask_s is None:
+            page.wait_for_timeout(int(1000 * CLICK_EVERY_S))
+        else:
+            page.wait_for_function(f"window.segdemoTimings.length > {k}", timeout=60_000)
+            page.wait_for_timeout(int(1000 * after_mask_s))
     page.wait_for_function(f"window.segdemoTimings.length >= {len(points)}", timeout=60_000)
     return [t["ms"] for t in page.evaluate("window.segdemoTimings")][WARM_UP:]
 
 
-def _summary(label: str, ms: list[float]) -> dict:
+def timing_summary(label: str, ms: list[float]) -> dict:
     return {
         "what": label,
         "clicks": len(ms),
@@ -89,10 +95,26 @@ def _summary(label: str, ms: list[float]) -> dict:
     }
 
 
-def picture_latency(url: str, photo: str, model: str, clicks: int, queue: bool = False) -> dict:
+def picture_latency(
+    url: str,
+    photo: str,
+    model: str,
+    clicks: int,
+    queue: bool = False,
+    after_mask_s: float | None = None,
+    refined: bool = True,
+) -> dict:
     """Median and p90 click-to-mask time of the picture with ``model``; ``queue``: with the
-    server functions blocked, so the page falls back to the queue."""
-    from segdemo.browser import browser_page, choose_model, click_picture, open_photo
+    server functions blocked, so the page falls back to the queue; ``after_mask_s``: the next
+    click that long after the mask shows instead of one a second; ``refined``: the
+    refinement on the photo on (the default) or off."""
+    from segdemo.browser import (
+        browser_page,
+        choose_model,
+        click_picture,
+        open_photo,
+        set_refinement,
+    )
 
     size = Image.open(photo).size[::-1]
     points = click_points(size, clicks + WARM_UP)
@@ -103,9 +125,13 @@ def picture_latency(url: str, photo: str, model: str, clicks: int, queue: bool =
         open_photo(page, photo)
         if model != "click_net":
             choose_model(page, model)
-        ms = _timed_clicks(page, points, click_picture)
-    path = "queue fallback" if queue else "server function"
-    return _summary(f"{model}, picture ({path})", ms)
+        if not refined:
+            set_refinement(page, False)
+        ms = _timed_clicks(page, points, click_picture, after_mask_s)
+    how = ["queue fallback" if queue else "server function"]
+    how += [] if refined else ["network alone"]
+    how += [] if after_mask_s is None else [f"next click {after_mask_s:g} s after the mask"]
+    return timing_summary(f"{model}, picture ({', '.join(how)})", ms)
 
 
 # The reference: the tab as it was, a gr.Image whose select event returns five outputs.
@@ -187,7 +213,7 @@ def reference_latency(photo: str, model: str, clicks: int) -> dict:
             click_image(page, "#reference-canvas", x, y)
 
         ms = _timed_clicks(page, [(x, y, True) for x, y, _ in points], clicks_made)
-    return _summary(f"{model}, reference: gr.Image select, five outputs (the tab before)", ms)
+    return timing_summary(f"{model}, reference: gr.Image select, five outputs (the tab before)", ms)
 
 
 def click_latency(photo: np.ndarray, models: list[str], clicks: int) -> list[dict]:
@@ -197,7 +223,10 @@ def click_latency(photo: np.ndarray, models: list[str], clicks: int) -> list[dic
         for model in models:
             print(f"clicking in Chromium: {model}", flush=True)
             rows.append(picture_latency(url, path, model, clicks))
-        rows.append(picture_latency(url, path, models[0], clicks, queue=True))
+        default = models[0]
+        rows.append(picture_latency(url, path, default, clicks, after_mask_s=CORRECTING_GAP_S))
+        rows.append(picture_latency(url, path, default, clicks, refined=False))
+        rows.append(picture_latency(url, path, default, clicks, queue=True))
     return rows
 
 
@@ -293,56 +322,13 @@ def capacity(photo: np.ndarray) -> dict:
                 users.append(SimulatedUser(url, component_id, path, seed=len(users)))
             users[-1].click(0)  # warm-up of the newest
             ms = _load(users, SECONDS_PER_COUNT)
-            level = {"users": count, **_summary("", ms)}
+            level = {"users": count, **timing_summary("", ms)}
             print(f"{count} users: median {level['median_ms']:.0f} ms, p90 {level['p90_ms']:.0f}")
             levels.append(level)
             if level["p90_ms"] > TARGET_P90_MS:
                 break
     sustained = [lvl["users"] for lvl in levels if lvl["p90_ms"] <= TARGET_P90_MS]
     return {"levels": levels, "sustained": max(sustained, default=0)}
-
-
-# The server's own time for a picture click (the ``server_ms`` of each answer: checking the
-# prompt, the model, the PNG), beside the same code path at an earlier commit, in one run.
-PICTURE_BEFORE = "88753b8"  # the last commit before the prompt session held its own state
-SERVER_GAP_SECONDS = 0.5  # corrections come fast, about half a second apart
-
-
-def server_click_ms(photo: np.ndarray, clicks: int = 20, before: str = PICTURE_BEFORE) -> list:
-    """Median and p90 of ``server_ms`` over ``clicks`` clicks, for this tree and for the tree
-    at commit ``before`` (checked out beside it with ``git worktree``), each in its own app."""
-    from segdemo.weights import REPO_ROOT
-
-    path = photo_file(photo)
-    points = click_points(Image.open(path).size[::-1], clicks + WARM_UP)
-    rows = []
-    with tempfile.TemporaryDirectory() as folder:
-        old = Path(folder) / "before"
-        subprocess.run(
-            ["git", "worktree", "add", "--detach", str(old), before],
-            cwd=REPO_ROOT,
-            check=True,
-            capture_output=True,
-        )
-        try:
-            for label, root, port in (("now", REPO_ROOT, 7913), (before, old, 7914)):
-                with app_process(port, root) as url:
-                    page = PictureClient(url)
-                    page.open(path)
-                    ms = []
-                    for k, (x, y, positive) in enumerate(points):
-                        if k % 8 == 0:
-                            page.operate("clear")
-                        answer = page.point(x, y, positive)
-                        if k >= WARM_UP:
-                            ms.append(answer["server_ms"])
-                        time.sleep(SERVER_GAP_SECONDS)
-                rows.append(_summary(f"server side of a picture click, {label}", ms))
-        finally:
-            subprocess.run(
-                ["git", "worktree", "remove", "--force", str(old)], cwd=REPO_ROOT, check=False
-            )
-    return rows
 
 
 def render(latency: list[dict], load: dict | None) -> str:

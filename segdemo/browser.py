@@ -112,6 +112,20 @@ def choose_model(page, model: str) -> None:
     )
 
 
+def set_refinement(page, refined: bool) -> None:
+    """Turn the prompted tab's "Refine on the photo" on or off and wait until the picture
+    shows that kind of mask."""
+    box = page.locator("#prompted-refine input[type=checkbox]")
+    if box.is_checked() != refined:
+        box.click()
+    kind = "refined on the photo" if refined else "network alone"
+    page.wait_for_function(
+        "k => document.querySelector('#prompted-picture .sd-status').innerText.includes(k)",
+        arg=kind,
+        timeout=120_000,
+    )
+
+
 def open_photo(page, path: str) -> None:
     """Upload ``path`` into the prompted tab's picture and wait until it can be clicked."""
     panel = open_tab(page, "prompted")

@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from scipy.ndimage import binary_dilation
 
 from segdemo import registry
+from segdemo.clicks import iou
 from segdemo.data.composites import make_composite
 from segdemo.imaging import prepare_image
 from segdemo.prompts import Box, Click, PromptError, Prompts, parse_prompts
@@ -16,7 +18,7 @@ from segdemo.registry import ModelUnavailableError
 from segdemo.tasks.click_model import MIN_WINDOW, click_maps, focus_window
 from segdemo.tasks.prompt_session import PromptSession, working_prompts
 from segdemo.tasks.promptable import ImageState, Prediction
-from segdemo.tasks.prompted import grid_everything, prompter_for, propose, segment_everything
+from segdemo.tasks.prompted import prompter_for, propose, segment_everything
 from segdemo.train.click_net import IterativeTrainer, make_batch, scattered_clicks
 from segdemo.ui import picture_ops
 from segdemo.ui.picture_store import PictureStore, new_token
@@ -225,8 +227,8 @@ class RegionPrompter:
 
     design, multimask = "test", False
 
-    def __init__(self, regions: np.ndarray, score: float = 0.9):
-        self.regions, self.score = regions, score
+    def __init__(self, regions: np.ndarray, score: float = 0.9, spill: int = 0):
+        self.regions, self.score, self.spill = regions, score, spill
 
     def prepare(self, pixels):
         return ImageState(None, 0.0)
@@ -234,7 +236,12 @@ class RegionPrompter:
     def predict(self, image, prompts, feedback, multimask):
         x, y = prompts.points[0].astype(int)
         mask = self.regions == self.regions[y, x]
+        if self.spill:
+            mask = binary_dilation(mask, iterations=self.spill)
         return Prediction(mask[None], np.array([self.score], np.float32), (None,))
+
+    def shown(self, feedback, mask):
+        return feedback
 
 
 def test_segment_everything_keeps_each_object_once():
@@ -242,13 +249,32 @@ def test_segment_everything_keeps_each_object_once():
     regions[:, 40:] = 1  # half the image: many grid points land on it
     regions[10:30, 10:30] = 2
     regions[60:61, 5:6] = 3  # one pixel: under the size floor, and no grid point hits it
-    seen = []
-    masks, scores, best = grid_everything(RegionPrompter(regions), None, (80, 80), 4, seen.append)
-    found = sorted(int(np.bincount(regions[m]).argmax()) for m in masks)
-    assert found == [0, 1, 2] and scores == pytest.approx([0.9] * 3) and best == pytest.approx(0.9)
+    seen, pixels = [], np.zeros((80, 80, 3), np.uint8)
+    kept = segment_everything(RegionPrompter(regions), None, pixels, 4, seen.append, False)
+    found = [int(np.bincount(regions[m]).argmax()) for m in kept.masks]
+    assert found == [1, 0, 2]  # largest first
+    assert kept.scores == pytest.approx([0.9] * 3) and kept.best_candidate == pytest.approx(0.9)
     assert seen[-1] == 1.0 and len(seen) == 16
-    unsure, _, best = grid_everything(RegionPrompter(regions, 0.5), None, (80, 80), 4)
-    assert unsure == [] and best == pytest.approx(0.5)
+    unsure = segment_everything(RegionPrompter(regions, 0.5), None, pixels, 4, None, False)
+    assert unsure.masks == [] and unsure.best_candidate == pytest.approx(0.5)
+
+
+def test_segment_everything_refines_each_mask_and_keeps_distinct_ones():
+    regions = np.zeros((80, 80), np.int32)
+    regions[:, 40:] = 1
+    regions[:20, :20] = 2  # in a corner: a square inside another region would be its hole
+    colours = np.array([[40, 150, 60], [200, 40, 40], [40, 60, 200]])
+    noise = np.random.default_rng(0).normal(0, 10, (80, 80, 3))
+    pixels = np.clip(colours[regions] + noise, 0, 255).astype(np.uint8)
+    spilling = RegionPrompter(regions, spill=4)  # every mask 4 pixels too wide
+    rough = segment_everything(spilling, None, pixels, 4, None, False)
+    refined = segment_everything(spilling, None, pixels, 4, None, True)
+    truths = [regions == k for k in range(3)]
+    assert len(refined.masks) == 3  # the many clicks on one region gave one mask
+    for truth in truths:
+        before = max(iou(m, truth) for m in rough.masks)
+        after = max(iou(m, truth) for m in refined.masks)
+        assert after > max(0.97, before), (before, after)
 
 
 def test_segment_everything_runs_the_click_model(random_weights):

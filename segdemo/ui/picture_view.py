@@ -51,11 +51,13 @@ def status_line(page: Page) -> str:
     if session is None:
         return "Drop a photo here, upload one, or pick an example."
     step = session.current
+    kind = "refined on the photo" if session.refined else "network alone"
     if step is None:
-        return f"`{session.model}` is ready: click on the object you want."
+        return f"`{session.model}` ({kind}) is ready: click on the object you want."
     return (
-        f"{len(session.prompts)} prompt(s) · {session.model} {1000 * step.seconds:.0f} ms · "
-        f"estimated IoU {step.scores[step.chosen]:.2f} · {int(step.mask.sum()):,} pixels"
+        f"{len(session.prompts)} prompt(s) · {session.model}, {kind} "
+        f"{1000 * step.seconds:.0f} ms · estimated IoU {step.scores[step.chosen]:.2f} · "
+        f"{int(step.mask.sum()):,} pixels"
     )
 
 

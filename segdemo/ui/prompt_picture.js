@@ -14,7 +14,9 @@ const fileInput = root.querySelector(".sd-file");
 const statusLine = root.querySelector(".sd-status");
 const notice = root.querySelector(".sd-notice");
 const MAX_WAITING = 4; // clicks kept while one is answered; a flood beyond is refused
-const PAUSE_MS = 350; // the masks' details follow once the clicks pause this long
+// The masks' details follow once the clicks pause this long: longer than the gap between a
+// correcting user's clicks (0.4 to 1 s), so that rendering them never delays the next click.
+const PAUSE_MS = 1200;
 const QUEUE_TIMEOUT_MS = 30000;
 const COLOURS = { positive: "#28dc5a", negative: "#eb3232", box: "#ffd700" };
 
