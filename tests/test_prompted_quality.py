@@ -54,3 +54,20 @@ def test_more_clicks_never_make_the_mean_iou_worse(curves, request):
         request.node.add_marker(pytest.mark.xfail(strict=True, reason=reason))
     mean = result.ious.mean(0)
     assert np.all(np.diff(mean) >= 0), np.round(mean, 3)
+
+
+# The refinement on the photo (the app's default) against each network alone, on the same
+# fresh procedural objects: the photo's colours and edges must not cost what the network knew.
+@pytest.fixture(scope="module")
+def refined_curves(curves):
+    name, _ = curves
+    samples = list(procedural_samples(count=8, start=200))
+    return noc_curves(prompter_for(name), samples, refine_on_photo=True)
+
+
+def test_refinement_keeps_or_raises_the_mean_iou_on_procedural_images(curves, refined_curves):
+    _, alone = curves
+    assert refined_curves.ious.mean() >= alone.ious.mean(), (
+        refined_curves.summary(),
+        alone.summary(),
+    )

@@ -76,9 +76,12 @@ class PromptSession:
     def current(self) -> Step | None:
         return self.steps[-1] if self.steps else None
 
-    def click(self, prompt: Prompt, multimask: bool = True) -> PromptSession:
+    def click(
+        self, prompt: Prompt, multimask: bool = True, wait: float | None = None
+    ) -> PromptSession:
         """This session with ``prompt`` added and the model's answer to all prompts so far;
-        the current chosen mask's feedback goes back to the model."""
+        the current chosen mask's feedback goes back to the model. ``wait``: seconds to wait
+        for the model's turn (``prompted.model_turn``)."""
         if len(self.prompts) >= MAX_PROMPTS:
             raise PromptError(f"That is {MAX_PROMPTS} prompts already: clear them and start again.")
         prompts = (*self.prompts, prompt)
@@ -90,6 +93,7 @@ class PromptSession:
             Prompts.of(prompts),
             None if previous is None else previous.feedback[previous.chosen],
             multimask,
+            wait,
             photo=self.image.pixels if self.refined else None,
             previous=None if previous is None else previous.mask,
         )

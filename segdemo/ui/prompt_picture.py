@@ -22,8 +22,8 @@ import gradio as gr
 from PIL import Image
 
 from segdemo.budget import RENDERS
-from segdemo.prompts import Click, Prompts
-from segdemo.tasks.prompted import ServerBusy, propose
+from segdemo.prompts import Click
+from segdemo.tasks.prompted import ServerBusy
 from segdemo.ui.common import USER_ERRORS, log_unexpected
 from segdemo.ui.guard import client_of
 from segdemo.ui.picture_ops import perform
@@ -115,10 +115,10 @@ def preview(payload: dict, request: gr.Request | None = None) -> dict:
     # The pointer may sit on the picture's last pixel edge: kept on the image.
     click = Click(min(max(float(x), 0.0), w - 1.0), min(max(float(y), 0.0), h - 1.0), True)
     try:
-        prediction = propose(session.prompter, session.state, Prompts((click,)), wait=0)
+        clicked = session.click(click, wait=0)  # the click itself, in a session thrown away
     except ServerBusy:
         return {"skipped": True}
-    return {"image": session.image.digest, "mask": mask_png(prediction.masks[prediction.best])}
+    return {"image": session.image.digest, "mask": mask_png(clicked.current.mask)}
 
 
 def queued(value, evt: gr.SelectData, request: gr.Request = None) -> dict:

@@ -1,0 +1,64 @@
+"""The app's default prompted pipeline on real photos it never trained on (COCO MVal).
+
+A fixed subset keeps the suite short: 20 of the 160 objects, none of those the refinement's
+weights were chosen on (``prompted_eval.TUNING_EVERY``). The floors are the figures measured
+on this subset less a margin; ``python -m segdemo.evaluate click_net --data
+../shared/data/coco_mval`` gives the whole table.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from segdemo.prompted_eval import TUNING_EVERY, folder_samples, noc_curves
+from segdemo.tasks.classical import ClickDiscsPrompter
+from segdemo.tasks.prompted import prompter_for
+
+MVAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "coco_mval"
+SUBSET_EVERY = 8  # objects 1, 9, 17, ... of the sorted folder: never a tuning object
+
+pytestmark = pytest.mark.skipif(not MVAL.is_dir(), reason=f"no COCO MVal at {MVAL}")
+
+
+def subset():
+    every = itertools.islice(folder_samples(MVAL), 1, None, SUBSET_EVERY)
+    samples = list(every)
+    assert all(k % TUNING_EVERY for k in range(1, 160, SUBSET_EVERY))
+    return samples
+
+
+@pytest.fixture(scope="module")
+def pipelines():
+    samples = subset()
+    net = prompter_for("click_net")
+    return {
+        "default": noc_curves(net, samples, refine_on_photo=True),
+        "network alone": noc_curves(net, samples),
+        "classical": noc_curves(ClickDiscsPrompter(), samples, refine_on_photo=True),
+    }
+
+
+def test_the_subset_is_twenty_real_photos(pipelines):
+    assert len(pipelines["default"].names) == 20
+
+
+def test_the_default_pipeline_reaches_its_measured_floors(pipelines):
+    result = pipelines["default"]
+    figures = result.summary()
+    assert figures["miou_1click"] >= MIOU_1_FLOOR, figures
+    assert figures["noc85"] <= NOC85_CEILING and figures["noc90"] <= NOC90_CEILING, figures
+
+
+def test_the_photo_makes_the_network_follow_the_object(pipelines):
+    default, alone = pipelines["default"], pipelines["network alone"]
+    assert default.noc(0.85) <= alone.noc(0.85) - 5, (default.summary(), alone.summary())
+    assert default.ious[:, 0].mean() >= alone.ious[:, 0].mean() + 0.05
+
+
+def test_clicks_never_lower_the_default_pipelines_mean_iou(pipelines):
+    mean = pipelines["default"].ious.mean(0)
+    assert np.diff(mean).min() >= -DROP_TOLERANCE, np.round(mean, 3)
