@@ -28,12 +28,13 @@ from segdemo.browser import (
     open_photo,
     open_tab,
     paint_strokes,
+    set_refinement,
     upload,
     wait_for_prompts,
 )
 from segdemo.clicks import first_click
 from segdemo.data.scenes import make_scene
-from segdemo.examples import flower_examples, ground_truth, scene_examples
+from segdemo.examples import flower_examples, ground_truth, photo_examples, scene_examples
 from segdemo.models.patch_classifier import output_size
 from segdemo.tasks.finetune import labels_from_mask
 
@@ -221,6 +222,39 @@ def test_the_drawn_mask_is_the_servers_mask_at_the_original_size(page, client, t
         if urlparse(url).scheme in ("http", "https", "ws", "wss")
     }
     assert hosts == {"127.0.0.1"}, hosts
+
+
+def prompts_shown(page) -> str:
+    """The page's prompts as the JSON box shows them (original pixels, click order)."""
+    page.get_by_text("Prompts as JSON").click()
+    points = page.locator("#prompted-points-json textarea")
+    page.wait_for_function("el => el.value.includes('point')", arg=points.element_handle())
+    return points.input_value()
+
+
+def test_refine_on_the_photo_switches_between_the_refined_and_the_networks_mask(page, client):
+    """On a real photo: the refined mask and the network's own differ, each is what
+    /prompt_segment returns with the refinement on or off, and switching back restores the
+    refined mask."""
+    from gradio_client import handle_file
+
+    cat = [p for p in photo_examples() if p.endswith("chelsea.png")][0]
+    open_photo(page, cat)
+    click_picture(page, 150, 150)
+    wait_for_prompts(page, 1)
+    refined = drawn_mask(page)
+    set_refinement(page, False)
+    alone = drawn_mask(page)
+    assert refined.any() and alone.any() and iou(refined, alone) < 0.9
+    prompts = prompts_shown(page)
+    for refine, shown in ((True, refined), (False, alone)):
+        _, files, details = client.predict(
+            handle_file(cat), prompts, "", "click_net", True, refine, api_name="/prompt_segment"
+        )
+        assert details["refined"] is refine
+        assert iou(shown, read_png(files[details["best"]])) >= 0.99
+    set_refinement(page, True)
+    assert np.array_equal(drawn_mask(page), refined)
 
 
 def test_two_users_clicking_at_once_each_see_their_own_mask(app_url, client, tmp_path):

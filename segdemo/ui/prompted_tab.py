@@ -65,15 +65,27 @@ was missed; the previous mask goes back into the model each time. A box becomes 
 the model looks at (with a click at its centre), and nothing outside it is in the mask. The
 spot you click always keeps the label you gave it.
 
-**What that buys here.** Both small models were trained from scratch on generated pictures
-only. On 160 real photos (COCO MVal), reaching 90% IoU takes on average 18.5 of 20 clicks
-with `click_net` and 19.4 with `sam_tiny`; a classical random walker seeded with the same
-clicks needs 14.4, so neither has learned to find a photo's objects yet: a first click gives
-a blob of about the same size on any object. A `click_net` click costs about 15 ms on the
-server (the whole network, every click), a `sam_tiny` click about 22 ms after a 48 ms
-embedding; here the mask shows about 80 ms after your click, because only the click and the
-mask travel (the masks' details follow when you pause). The official
-SAM checkpoints, which learned from 11 million photos, follow object boundaries far better.
+**Refine on the photo.** Both small models were trained from scratch on generated pictures
+only: they know roughly what "the thing under the click" looks like, not the colours of *this*
+object or where *its* edges run. So the network only **proposes**; then one **graph cut** on
+this photo decides: the network's belief as a soft prior, colour models of this object and its
+background fitted to this photo, and a boundary that prefers the photo's edges, with every
+clicked spot a hard label and a box a hard limit. Switch it off to see the network alone.
+
+**What that buys, measured** on 160 real photos never trained on (COCO MVal), clicks needed
+for 90% IoU (of 20):
+
+| pipeline | 1 click: IoU | 85% IoU | 90% IoU |
+|---|---|---|---|
+| `click_net` + refinement (default) | 0.43 | 8.6 | 11.2 |
+| `click_net` alone | 0.31 | 15.8 | 18.5 |
+| `sam_tiny` + refinement | 0.36 | 8.4 | 11.2 |
+| the same graph cut from the clicks alone | 0.40 | 10.4 | 12.3 |
+| random walker (classical) | 0.34 | 10.7 | 14.4 |
+
+The photo is what the networks lacked; what learning adds on top is smaller (a click or two).
+A first click still gives the network's rough blob. The official SAM checkpoints, which learned
+from 11 million photos, follow object boundaries far better.
 """
 
 
