@@ -68,11 +68,16 @@ Prompt = Click | Box
 
 def mapped(prompt: Prompt, transform: Callable[[np.ndarray], np.ndarray]) -> Prompt:
     """``prompt`` with its points passed through ``transform`` (``Nx2`` (x, y) -> ``Nx2``),
-    e.g. ``PreparedImage.to_working``: the one way prompts change frame."""
+    e.g. ``PreparedImage.to_working``: the one way prompts change frame.
+
+    Coordinates are rounded to a millionth of a pixel, so that a round trip (working ->
+    original -> working, as the JSON box and ``/prompt_segment`` make it) gives back the very
+    values the page sent: a box edge at 199.99999999999997 instead of 200 covers another row
+    of pixels, and the mask refined on the photo can follow that row."""
     if isinstance(prompt, Click):
-        ((x, y),) = transform(np.array([[prompt.x, prompt.y]], np.float64))
+        ((x, y),) = np.round(transform(np.array([[prompt.x, prompt.y]], np.float64)), 6)
         return Click(float(x), float(y), prompt.positive)
-    (xa, ya), (xb, yb) = transform(prompt.as_array().reshape(2, 2))
+    (xa, ya), (xb, yb) = np.round(transform(prompt.as_array().reshape(2, 2)), 6)
     return Box.spanning(float(xa), float(ya), float(xb), float(yb))
 
 

@@ -40,6 +40,7 @@ class RefineSettings:
     smooth: float = 30.0  # weight of the contrast-sensitive boundary term
     bins: int = 16  # colour histogram bins per channel
     iterations: int = 2  # colour fits: the first on the starting labels, the next on the cut
+    star: bool = False  # the object star-convex about its positive clicks
 
 
 DEFAULT = RefineSettings()
@@ -94,14 +95,17 @@ def refine(
     image = cv2.resize(pixels[rows, cols], size, interpolation=cv2.INTER_AREA)
     prior = cv2.resize(probability[rows, cols], size, interpolation=cv2.INTER_AREA)
     sy, sx = size[1] / wh, size[0] / ww
-    labels = _hard_labels(
-        (size[1], size[0]), clicks, box, CLICK_RADIUS * max(h, w) * scale,
-        lambda x, y: ((x + 0.5 - cols.start) * sx - 0.5, (y + 0.5 - rows.start) * sy - 0.5),
-    )
+
+    def to_window(x: float, y: float) -> tuple[float, float]:  # pixel centres onto centres
+        return (x + 0.5 - cols.start) * sx - 0.5, (y + 0.5 - rows.start) * sy - 0.5
+
+    radius = CLICK_RADIUS * max(h, w) * scale
+    labels = _hard_labels((size[1], size[0]), clicks, box, radius, to_window)
     start = prior  # what the colours are first fitted to: the proposal, or the mask shown
     if previous is not None:
         start = cv2.resize(previous[rows, cols].astype(np.float32), size, cv2.INTER_AREA)
-    cut = cut_mask(image, prior, labels, start, settings)
+    centres = [to_window(c.x, c.y) for c in clicks if c.positive]
+    cut = cut_mask(image, prior, labels, start, settings, centres)
     mask = proposal.copy()
     mask[rows, cols] = cv2.resize(cut.astype(np.float32), (ww, wh), cv2.INTER_LINEAR) > 0.5
     if box is not None:
@@ -137,6 +141,7 @@ def cut_mask(
     labels: np.ndarray,
     start: np.ndarray,
     settings: RefineSettings = DEFAULT,
+    centres: list[tuple[float, float]] = (),
 ) -> np.ndarray:
     """The graph cut on one window: ``HxWx3 uint8``, prior ``HxW float32`` in [0, 1], hard
     ``labels`` (1 object, -1 background, 0 free), ``start`` ``HxW float32`` in [0, 1] the
@@ -145,6 +150,8 @@ def cut_mask(
     p = np.clip(prior, 0.02, 0.98)
     network = settings.network * np.log(p / (1 - p))
     edges = _edge_weights(image.astype(np.float32), settings.smooth)
+    if settings.star and len(centres):
+        edges += _star_links(image.shape[:2], np.asarray(centres, np.float64))
     soft = np.where(labels == 0, start, labels > 0).astype(np.float64)
     mask = soft > 0.5
     for _ in range(settings.iterations):
@@ -198,12 +205,38 @@ def _edge_weights(image: np.ndarray, smooth: float) -> list:
     return links
 
 
+def _star_links(shape: tuple[int, int], centres: np.ndarray) -> list:
+    """Links that keep the object star-convex about the positive clicks (Veksler 2008; Gulshan
+    et al. 2010, with the nearest click as each pixel's centre): an object pixel pulls the
+    neighbour on its straight way to that click into the object, so the mask is one piece
+    around each click, without holes or islands the clicks did not ask for."""
+    h, w = shape
+    ys, xs = np.mgrid[:h, :w].astype(np.float64)
+    nearest = np.argmin(
+        (xs[..., None] - centres[:, 0]) ** 2 + (ys[..., None] - centres[:, 1]) ** 2, -1
+    )
+    dx, dy = centres[nearest, 0] - xs, centres[nearest, 1] - ys
+    tan_22_5 = np.tan(np.pi / 8)  # the 8 neighbours each cover 45 degrees of directions
+    step_x = np.where(np.abs(dx) > tan_22_5 * np.abs(dy), np.sign(dx), 0)
+    step_y = np.where(np.abs(dy) > tan_22_5 * np.abs(dx), np.sign(dy), 0)
+    links = []
+    for sy in (-1, 0, 1):
+        for sx in (-1, 0, 1):
+            towards = (step_y == sy) & (step_x == sx)
+            if (sy or sx) and towards.any():
+                structure = np.zeros((3, 3))
+                structure[1 + sy, 1 + sx] = 1
+                links.append((np.where(towards, HARD, 0.0), structure, False))
+    return links
+
+
 def _cut(unary: np.ndarray, edges, labels: np.ndarray) -> np.ndarray:
     """Min-cut with ``unary`` = log-odds of object per pixel; returns the object pixels."""
     graph = maxflow.Graph[float]()
     nodes = graph.add_grid_nodes(unary.shape)
-    for weight, structure in edges:
-        graph.add_grid_edges(nodes, weights=weight, structure=structure, symmetric=True)
+    for weight, structure, *symmetric in edges:
+        both_ways = symmetric[0] if symmetric else True
+        graph.add_grid_edges(nodes, weights=weight, structure=structure, symmetric=both_ways)
     # Source side is the object: a pixel left on the sink side pays its source capacity.
     to_object = np.where(labels > 0, HARD, np.where(labels < 0, 0.0, np.maximum(unary, 0)))
     to_background = np.where(labels < 0, HARD, np.where(labels > 0, 0.0, np.maximum(-unary, 0)))

@@ -166,15 +166,21 @@ async function draw(view, startedAt, answeredAt) {
 
 // Operations: one at a time, a few more kept waiting, the rest refused.
 
+// The picture speaks to the rest of the page only through its value and its events: `change`
+// when its mask changes (whatever shows details of the mask should mark them stale), `input`
+// once the clicks pause, its value then naming the version on screen (`shown`), which the
+// details answered for that version can be matched against.
 function markStale() {
-  const details = document.getElementById("prompted-details");
-  if (details) details.classList.add("sd-stale");
+  props.value = { token };
+  trigger("change");
 }
 
 function afterPause() {
   clearTimeout(pauseTimer);
   pauseTimer = setTimeout(() => {
-    if (!inFlight && waiting.length === 0) trigger("input");
+    if (inFlight || waiting.length > 0) return;
+    props.value = { token, shown: shown ? shown.version : null };
+    trigger("input");
   }, PAUSE_MS);
 }
 

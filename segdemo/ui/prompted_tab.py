@@ -330,14 +330,16 @@ def build_tab(label_targets: list[list[gr.components.Component]] = ()) -> None:
 
         private = {"api_visibility": "private"}
         shown = [gallery, cutout, mask_file, status, points_json, details_version]
-        # Once the page's details are those of the mask on screen, they are no longer stale.
+        # The details are stale from the moment the picture's mask changes until the details
+        # answered for the version on screen (the picture's value says which) arrive.
+        stale = "() => document.getElementById('prompted-details').classList.add('sd-stale')"
         fresh = (
-            "(version) => { const p = document.querySelector('#prompted-picture .sd-picture');"
-            " if (p && p.dataset.version === String(version)) document.getElementById("
-            "'prompted-details').classList.remove('sd-stale'); }"
+            "(version, value) => { if (value && value.shown === version) document"
+            ".getElementById('prompted-details').classList.remove('sd-stale'); }"
         )
+        picture.change(None, None, None, js=stale, **private)
         picture.input(details, [picture], shown, trigger_mode="always_last", **private).then(
-            None, [details_version], None, js=fresh, **private
+            None, [details_version, picture], None, js=fresh, **private
         )
         picture.select(
             queued, [picture], [picture], **private, **queue_group("sam_click")
