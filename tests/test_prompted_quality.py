@@ -71,3 +71,11 @@ def test_refinement_keeps_or_raises_the_mean_iou_on_procedural_images(curves, re
         refined_curves.summary(),
         alone.summary(),
     )
+
+
+def test_with_the_refinement_the_second_click_no_longer_lowers_the_mean(refined_curves):
+    # The network alone loses at its first zoom-in (click_net: 0.28 -> 0.24); refined, the
+    # colours are fitted to the mask already shown first: measured 0.41 -> 0.52 for click_net,
+    # 0.57 -> 0.71 for sam_tiny.
+    mean = refined_curves.ious.mean(0)
+    assert mean[1] >= mean[0] + 0.05, np.round(mean, 3)
