@@ -229,7 +229,7 @@ def paint_strokes(editor, image_size: tuple[int, int], points, colour: int) -> N
 
 def take_screenshots(url: str, out_dir: Path) -> list[Path]:
     """Run an example in each tab and save a screenshot of it to ``out_dir``."""
-    from segdemo.examples import flower_examples, scene_examples
+    from segdemo.examples import flower_examples, photo_examples, scene_examples
 
     out_dir.mkdir(parents=True, exist_ok=True)
     shots = []
@@ -251,8 +251,9 @@ def take_screenshots(url: str, out_dir: Path) -> list[Path]:
             upload(panel, example)
             page.locator(result).first.wait_for(state="visible")
             shoot(page, tab)
-        open_photo(page, flower_examples()[0])
-        click_picture(page, 165, 134)  # the big yellow flower of this example
+        cat = next(p for p in photo_examples() if p.endswith("chelsea.png"))
+        open_photo(page, cat)  # a real photo: the mask refined on it follows the cat
+        click_picture(page, 230, 170)
         wait_for_prompts(page, 1)
         shoot(page, "prompted")
         open_tab(page, "models")
