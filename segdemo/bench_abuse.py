@@ -23,8 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
+from segdemo.bench_clicks import wait_until_serving
 from segdemo.imaging import MAX_INPUT_PIXELS
 from segdemo.picture_client import PictureClient
 from segdemo.weights import REPO_ROOT
@@ -93,17 +92,7 @@ def app_server(port: int, log: Path) -> Iterator[Server]:
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(240):
-            if process.poll() is not None:
-                raise RuntimeError(f"the app exited: {log.read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{url}/config", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        else:
-            raise RuntimeError("the app did not start")
+        wait_until_serving(url, process, log)
         yield Server(url, process, log)
     finally:
         process.terminate()

@@ -282,8 +282,6 @@ def _load(users: list[SimulatedUser], seconds: float) -> list[float]:
 def app_process(port: int = 7911, root: Path | None = None):
     """``python app.py`` of the source tree ``root`` (this one by default) on
     127.0.0.1:``port`` in its own process; yields its URL."""
-    import httpx
-
     from segdemo.weights import REPO_ROOT
 
     server = subprocess.Popen(
@@ -295,19 +293,29 @@ def app_process(port: int = 7911, root: Path | None = None):
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(240):
-            try:
-                if httpx.get(f"{url}/config", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        else:
-            raise RuntimeError("the app did not start")
+        wait_until_serving(url, server)
         yield url
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def wait_until_serving(url: str, process: subprocess.Popen, log: Path | None = None) -> None:
+    """Wait (two minutes at most) until the app ``process`` serves ``url``; raise, with the end
+    of its ``log`` when there is one, if it exits or never does."""
+    import httpx
+
+    for _ in range(240):
+        if process.poll() is not None:
+            said = f": {log.read_text()[-2000:]}" if log is not None else ""
+            raise RuntimeError(f"the app exited{said}")
+        try:
+            if httpx.get(f"{url}/config", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError("the app did not start")
 
 
 def capacity(photo: np.ndarray) -> dict:
