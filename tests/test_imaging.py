@@ -50,12 +50,18 @@ def test_tiny_image_is_refused(tmp_path):
         prepare_image(save(tmp_path, Image.new("RGB", (1, 1)), "dot.png"))
 
 
-def test_huge_image_is_downscaled_with_a_note(tmp_path):
-    path = save(tmp_path, Image.new("1", (20000, 20000)), "huge.png", compress_level=1)
+def test_a_large_image_is_downscaled_with_a_note(tmp_path):
+    path = save(tmp_path, Image.new("1", (7000, 7000)), "large.png", compress_level=1)
     prepared = prepare_image(path)
     assert prepared.size == (MAX_SIDE, MAX_SIDE)
-    assert prepared.original_size == (20000, 20000)
-    assert "Downscaled from 20000×20000" in prepared.notes[0]
+    assert prepared.original_size == (7000, 7000)
+    assert "Downscaled from 7000×7000" in prepared.notes[0]
+
+
+def test_an_image_over_the_pixel_budget_is_refused_from_its_header(tmp_path):
+    path = save(tmp_path, Image.new("1", (20000, 20000)), "huge.png", compress_level=1)
+    with pytest.raises(ImageInputError, match="over 50 megapixels"):
+        prepare_image(path)
 
 
 @pytest.mark.parametrize(
