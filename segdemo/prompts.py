@@ -62,6 +62,14 @@ class Box:
     def as_array(self) -> np.ndarray:
         return np.array([self.x0, self.y0, self.x1, self.y1])
 
+    def covers(self, shape: tuple[int, int]) -> np.ndarray:
+        """``HxW bool``: the pixels of an image of ``shape`` that the box touches, the one rule
+        of what "nothing outside the box" leaves in."""
+        inside = np.zeros(shape, bool)
+        rows = slice(max(0, int(self.y0)), int(np.ceil(self.y1)) + 1)
+        inside[rows, max(0, int(self.x0)) : int(np.ceil(self.x1)) + 1] = True
+        return inside
+
 
 Prompt = Click | Box
 

@@ -107,8 +107,7 @@ class ClickDiscsPrompter:
                 (rows, cols), inside = found
                 probability[rows, cols][inside] = DISC_LEAN
         if prompts.box is not None:
-            x0, y0, x1, y1 = (int(v) for v in prompts.box.as_array())
-            probability[y0 : y1 + 1, x0 : x1 + 1] = DISC_LEAN
+            probability[prompts.box.covers(shape)] = DISC_LEAN
         mask = probability > 0.5
         score = np.array([self_estimated_iou(probability, mask)], np.float32)
         return Prediction(mask[None], score, (None,), probability[None])

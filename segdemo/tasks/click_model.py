@@ -142,12 +142,7 @@ class ClickPrompter:
         window = focus_window(None if previous is None else previous > 0.5, prompts, size, expand)
         probability = self._run(rgb, window, clicks, before)
         if prompts.box is not None:  # a box says: nothing outside me
-            x0, y0, x1, y1 = prompts.box.as_array()
-            outside = np.ones(size, bool)
-            outside[
-                max(0, int(y0)) : int(np.ceil(y1)) + 1, max(0, int(x0)) : int(np.ceil(x1)) + 1
-            ] = False
-            probability[outside] = 0.0
+            probability[~prompts.box.covers(size)] = 0.0
         mask = probability > 0.5
         score = np.array([self_estimated_iou(probability, mask)], np.float32)
         return Prediction(mask[None], score, (probability,), probability[None])

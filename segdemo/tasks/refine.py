@@ -5,14 +5,17 @@ this object's colours or where its edges run. A per-image energy brings those in
 idea, Rother et al. 2004), solved exactly by one graph cut (PyMaxflow's Boykov–Kolmogorov):
 
 - **unary**: the network's log-odds (a soft prior, not a split at 0.5) plus the log-ratio of
-  two colour histograms, the object's and the background's, fitted to this photo with the
-  proposal as soft labels and then to the cut itself;
-- **pairwise**: a contrast-sensitive Potts term, so the boundary prefers the photo's edges;
-- **hard labels**: every clicked disc keeps its label, and nothing outside a box is object.
+  two colour histograms of this photo, the object's and the background's, fitted first to the
+  mask shown before this prompt (the proposal at the first click), then to the cut itself;
+- **pairwise**: a contrast-sensitive Potts term over the 8 neighbours, so the boundary prefers
+  the photo's edges;
+- **hard labels**: every clicked disc keeps its label, and nothing outside a box is object;
+  optionally (``star``) the object is kept star-convex about its positive clicks.
 
-It runs on a window around the proposal and the clicks at ``SIDE`` pixels on the long side
-(small objects are looked at closely, as the click model's zoom-in does); outside the window the
-proposal stands. Inputs and outputs are the working image's pixels.
+It runs on a window around the proposal, the previous mask and the clicks, at
+``RefineSettings.side`` pixels on its long side (small objects are looked at closely, as the
+click model's zoom-in does); outside the window the proposal stands. Inputs and outputs are the
+working image's pixels.
 """
 
 from __future__ import annotations
@@ -109,7 +112,7 @@ def refine(
     mask = proposal.copy()
     mask[rows, cols] = cv2.resize(cut.astype(np.float32), (ww, wh), cv2.INTER_LINEAR) > 0.5
     if box is not None:
-        mask &= _inside_box((h, w), box)
+        mask &= box.covers((h, w))
     return mask
 
 
@@ -119,20 +122,13 @@ def _hard_labels(shape, clicks, box, radius, to_window) -> np.ndarray:
     if box is not None:
         bx0, by0 = to_window(box.x0, box.y0)
         bx1, by1 = to_window(box.x1, box.y1)
-        labels[~_inside_box(shape, Box(bx0, by0, bx1, by1))] = -1
+        labels[~Box(bx0, by0, bx1, by1).covers(shape)] = -1
     for click in clicks:
         found = disc(shape, *to_window(click.x, click.y), max(radius, 1.0))
         if found is not None:
             (r, c), inside = found
             labels[r, c][inside] = 1 if click.positive else -1
     return labels
-
-
-def _inside_box(shape: tuple[int, int], box: Box) -> np.ndarray:
-    inside = np.zeros(shape, bool)
-    rows = slice(max(0, int(box.y0)), int(np.ceil(box.y1)) + 1)
-    inside[rows, max(0, int(box.x0)) : int(np.ceil(box.x1)) + 1] = True
-    return inside
 
 
 def cut_mask(
