@@ -180,6 +180,7 @@ def everything(value, progress=gr.Progress()):  # noqa: B008
         session.state,
         session.image.pixels,
         progress=lambda f: progress(f, desc="prompting a grid of points"),
+        refine_on_photo=session.refined,  # the page's "Refine on the photo"
     )
     rng = np.random.default_rng(0)
     picture = session.image.pixels.copy()
