@@ -141,18 +141,20 @@ def cut_mask(
 ) -> np.ndarray:
     """The graph cut on one window: ``HxWx3 uint8``, prior ``HxW float32`` in [0, 1], hard
     ``labels`` (1 object, -1 background, 0 free), ``start`` ``HxW float32`` in [0, 1] the
-    labels the colours are first fitted to -> ``HxW bool``."""
+    labels the colours are first fitted to -> ``HxW bool``.
+
+    Each colour fit changes only the unary, so one graph serves them all: the next cut starts
+    from the last one's flow and search trees (Kohli and Torr 2005) instead of from nothing."""
     colours = _colour_bins(image, settings.bins)
     p = np.clip(prior, 0.02, 0.98)
     network = settings.network * np.log(p / (1 - p))
-    edges = _edge_weights(image.astype(np.float32), settings.smooth)
-    if settings.star and len(centres):
-        edges += _star_links(image.shape[:2], np.asarray(centres, np.float64))
+    star = centres if settings.star else ()
+    cut = _Cut(labels, _links(image.astype(np.float32), settings.smooth, star))
     soft = np.where(labels == 0, start, labels > 0).astype(np.float64)
     mask = soft > 0.5
     for _ in range(settings.iterations):
         ratio = _colour_log_ratio(colours, soft, settings.bins)
-        mask = _cut(network + settings.colour * ratio, edges, labels)
+        mask = cut.solve(network + settings.colour * ratio)
         soft = mask.astype(np.float64)
     return mask
 
@@ -173,39 +175,58 @@ def _colour_log_ratio(colours: np.ndarray, weight: np.ndarray, bins: int) -> np.
     return np.clip(ratio[colours], -6, 6)
 
 
-# Neighbour offsets (rows, columns) and the structure that links a pixel to that neighbour.
+# The four links of a pixel to its next neighbours, as (rows, columns) offsets; with the
+# reverse links of the pixels before it, every pixel meets all 8 neighbours.
 RIGHT, DOWN, DOWN_RIGHT, DOWN_LEFT = (0, 1), (1, 0), (1, 1), (1, -1)
+OFFSETS = (RIGHT, DOWN, DOWN_RIGHT, DOWN_LEFT)
 
 
-def _edge_weights(image: np.ndarray, smooth: float) -> list:
-    """Contrast-sensitive Potts weights to each of the 8 neighbours (GrabCut's
-    ``exp(-beta |dI|^2)``, beta from the window's mean contrast; diagonal links weigh
-    1/sqrt(2)), as ``(weights HxW, 3x3 structure)`` per direction."""
-    h, w = image.shape[:2]
-    offsets = [RIGHT, DOWN, DOWN_RIGHT, DOWN_LEFT]
+def _pairs(shape: tuple[int, int], offset: tuple[int, int]) -> tuple[tuple[slice, slice], ...]:
+    """The pixels that have a neighbour at ``offset``, and those neighbours, as index pairs."""
+    h, w = shape
+    dy, dx = offset
+    here = (slice(0, h - dy), slice(max(0, -dx), w - max(0, dx)))
+    there = (slice(dy, h), slice(max(0, dx), w - max(0, -dx)))
+    return here, there
+
+
+def _links(image: np.ndarray, smooth: float, centres=()) -> tuple[np.ndarray, ...]:
+    """The graph's links between neighbours as ``(heads, tails, forward, backward)``: node
+    indices and the capacities both ways.
+
+    The boundary term is a contrast-sensitive Potts weight (GrabCut's ``exp(-beta |dI|^2)``,
+    beta from the window's mean contrast; diagonal links weigh 1/sqrt(2)), the same both
+    ways. With ``centres`` (positive clicks) the object is also kept star-convex about them
+    (Veksler 2008; Gulshan et al. 2010, the nearest click as each pixel's centre): a link
+    from an object pixel to the next pixel on its straight way to that click costs ``HARD``
+    when cut, so the mask is one piece around each click, without holes or islands the clicks
+    did not ask for."""
+    shape = image.shape[:2]
+    ids = np.arange(shape[0] * shape[1]).reshape(shape)
+    step = _steps_to_centres(shape, np.asarray(centres, np.float64)) if len(centres) else None
     squared = []
-    for dy, dx in offsets:
-        a = image[: h - dy, max(0, -dx) : w - max(0, dx)]
-        b = image[dy:, max(0, dx) : w - max(0, -dx) or None]
-        squared.append(((a - b) ** 2).sum(-1))
+    for offset in OFFSETS:
+        here, there = _pairs(shape, offset)
+        squared.append(((image[here] - image[there]) ** 2).sum(-1))
     beta = 1.0 / (2 * max(1e-6, np.mean(squared[0]) / 2 + np.mean(squared[1]) / 2))
-    links = []
-    for (dy, dx), sq in zip(offsets, squared, strict=True):
-        weight = np.zeros((h, w))
-        weight[: h - dy, max(0, -dx) : w - max(0, dx)] = (
-            smooth * np.exp(-beta * sq) / np.hypot(dy, dx)
-        )
-        structure = np.zeros((3, 3))
-        structure[1 + dy, 1 + dx] = 1
-        links.append((weight, structure))
-    return links
+    heads, tails, forward, backward = [], [], [], []
+    for offset, sq in zip(OFFSETS, squared, strict=True):
+        here, there = _pairs(shape, offset)
+        weight = smooth * np.exp(-beta * sq) / np.hypot(*offset)
+        ahead, back = weight, weight
+        if step is not None:
+            ahead = weight + HARD * ((step[0][here] == offset[0]) & (step[1][here] == offset[1]))
+            back = weight + HARD * ((step[0][there] == -offset[0]) & (step[1][there] == -offset[1]))
+        heads.append(ids[here].ravel())
+        tails.append(ids[there].ravel())
+        forward.append(np.ravel(ahead))
+        backward.append(np.ravel(back))
+    return tuple(np.concatenate(part) for part in (heads, tails, forward, backward))
 
 
-def _star_links(shape: tuple[int, int], centres: np.ndarray) -> list:
-    """Links that keep the object star-convex about the positive clicks (Veksler 2008; Gulshan
-    et al. 2010, with the nearest click as each pixel's centre): an object pixel pulls the
-    neighbour on its straight way to that click into the object, so the mask is one piece
-    around each click, without holes or islands the clicks did not ask for."""
+def _steps_to_centres(shape: tuple[int, int], centres: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Per pixel, the step (rows, columns), each -1, 0 or 1, to the neighbour on its straight
+    way to the nearest of ``centres`` (``Nx2`` x, y); (0, 0) at a centre itself."""
     h, w = shape
     ys, xs = np.mgrid[:h, :w].astype(np.float64)
     nearest = np.argmin(
@@ -213,29 +234,39 @@ def _star_links(shape: tuple[int, int], centres: np.ndarray) -> list:
     )
     dx, dy = centres[nearest, 0] - xs, centres[nearest, 1] - ys
     tan_22_5 = np.tan(np.pi / 8)  # the 8 neighbours each cover 45 degrees of directions
-    step_x = np.where(np.abs(dx) > tan_22_5 * np.abs(dy), np.sign(dx), 0)
-    step_y = np.where(np.abs(dy) > tan_22_5 * np.abs(dx), np.sign(dy), 0)
-    links = []
-    for sy in (-1, 0, 1):
-        for sx in (-1, 0, 1):
-            towards = (step_y == sy) & (step_x == sx)
-            if (sy or sx) and towards.any():
-                structure = np.zeros((3, 3))
-                structure[1 + sy, 1 + sx] = 1
-                links.append((np.where(towards, HARD, 0.0), structure, False))
-    return links
+    step_x = np.where(np.abs(dx) > tan_22_5 * np.abs(dy), np.sign(dx), 0).astype(np.int8)
+    step_y = np.where(np.abs(dy) > tan_22_5 * np.abs(dx), np.sign(dy), 0).astype(np.int8)
+    return step_y, step_x
 
 
-def _cut(unary: np.ndarray, edges, labels: np.ndarray) -> np.ndarray:
-    """Min-cut with ``unary`` = log-odds of object per pixel; returns the object pixels."""
-    graph = maxflow.Graph[float]()
-    nodes = graph.add_grid_nodes(unary.shape)
-    for weight, structure, *symmetric in edges:
-        both_ways = symmetric[0] if symmetric else True
-        graph.add_grid_edges(nodes, weights=weight, structure=structure, symmetric=both_ways)
-    # Source side is the object: a pixel left on the sink side pays its source capacity.
-    to_object = np.where(labels > 0, HARD, np.where(labels < 0, 0.0, np.maximum(unary, 0)))
-    to_background = np.where(labels < 0, HARD, np.where(labels > 0, 0.0, np.maximum(-unary, 0)))
-    graph.add_grid_tedges(nodes, to_object, to_background)
-    graph.maxflow()
-    return ~graph.get_grid_segments(nodes)
+class _Cut:
+    """A min-cut over one window's grid whose links stay while the unary changes. The source
+    side is the object: a pixel left on the sink side pays its source capacity."""
+
+    def __init__(self, labels: np.ndarray, links: tuple[np.ndarray, ...]):
+        self.labels, self.free = labels, labels == 0
+        heads, tails, forward, backward = links
+        self.graph = maxflow.Graph[float](labels.size, heads.size)
+        self.nodes = self.graph.add_grid_nodes(labels.shape)
+        self.graph.add_edges(heads, tails, forward, backward)
+        self.to_object = self.to_background = None
+
+    def solve(self, unary: np.ndarray) -> np.ndarray:
+        """The object pixels for ``unary``, the log-odds of object per pixel (hard labels
+        keep theirs)."""
+        to_object = np.where(self.free, np.maximum(unary, 0), HARD * (self.labels > 0))
+        to_background = np.where(self.free, np.maximum(-unary, 0), HARD * (self.labels < 0))
+        if self.to_object is None:
+            self.graph.add_grid_tedges(self.nodes, to_object, to_background)
+            self.graph.maxflow()
+        else:  # only the free pixels' capacities change: add the difference, mark them
+            changed = self.nodes[self.free]
+            self.graph.add_grid_tedges(
+                changed,
+                (to_object - self.to_object)[self.free],
+                (to_background - self.to_background)[self.free],
+            )
+            self.graph.mark_grid_nodes(changed)
+            self.graph.maxflow(reuse_trees=True)
+        self.to_object, self.to_background = to_object, to_background
+        return ~self.graph.get_grid_segments(self.nodes)
