@@ -29,7 +29,7 @@ from segdemo.prompts import Click, PromptError, Prompts, settle_clicks
 from segdemo.registry import get_spec, load_model
 from segdemo.tasks.click_model import ClickPrompter
 from segdemo.tasks.promptable import ImageState, Prediction, Prompter
-from segdemo.tasks.refine import refine
+from segdemo.tasks.refine import edge_contrast, refine
 from segdemo.tasks.sam_prompter import EVERYTHING_MIN_IOU, SamPrompter
 
 PROMPTERS: dict[str, Callable[[Any], Prompter]] = {"sam": SamPrompter, "click": ClickPrompter}
@@ -113,7 +113,9 @@ def refined(
     previous: np.ndarray | None = None,
 ) -> Prediction:
     """Each of ``prediction``'s masks refined on ``photo`` (``tasks.refine``), the model's
-    probabilities as its soft prior, and the feedback that hands the refined mask back."""
+    probabilities as its soft prior, and the feedback that hands the refined mask back.
+    Several masks are ranked by how well their outlines follow the photo's edges
+    (``edge_contrast``)."""
     beliefs = prediction.probabilities
     if beliefs is None:
         beliefs = prediction.masks.astype(np.float32)
@@ -121,7 +123,10 @@ def refined(
         [refine(photo, belief, prompts.clicks, prompts.box, previous) for belief in beliefs]
     )
     feedback = tuple(map(prompter.shown, prediction.feedback, masks))
-    return replace(prediction, masks=masks, feedback=feedback)
+    scores = prediction.scores
+    if len(masks) > 1:
+        scores = np.array([edge_contrast(photo, mask) for mask in masks], np.float32)
+    return replace(prediction, masks=masks, scores=scores, feedback=feedback)
 
 
 @dataclass(frozen=True)

@@ -40,10 +40,10 @@ class RefineSettings:
     least: float = 0.25  # ... and at least this share of the image's long side
     network: float = 0.5  # weight of the network's log-odds
     colour: float = 1.0  # weight of the colour log-ratio
-    smooth: float = 30.0  # weight of the contrast-sensitive boundary term
+    smooth: float = 20.0  # weight of the contrast-sensitive boundary term
     bins: int = 16  # colour histogram bins per channel
     iterations: int = 2  # colour fits: the first on the starting labels, the next on the cut
-    star: bool = False  # the object star-convex about its positive clicks
+    star: bool = True  # the object star-convex about its positive clicks
 
 
 DEFAULT = RefineSettings()
@@ -114,6 +114,21 @@ def refine(
     if box is not None:
         mask &= box.covers((h, w))
     return mask
+
+
+def edge_contrast(pixels: np.ndarray, mask: np.ndarray) -> float:
+    """How strongly the photo's edges run along ``mask``'s boundary: the mean gradient
+    magnitude in a 3-pixel band on it, over the whole image's mean. A mask that follows an
+    object's outline scores high; one cut through its middle or into the background, low.
+    It ranks a lone click's several refined masks, as a model's own score cannot on a photo
+    unlike those it learned from."""
+    grey = cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    gradient = cv2.magnitude(cv2.Sobel(grey, cv2.CV_32F, 1, 0), cv2.Sobel(grey, cv2.CV_32F, 0, 1))
+    solid, square = mask.astype(np.uint8), np.ones((3, 3), np.uint8)
+    band = (cv2.dilate(solid, square) > 0) & ~(cv2.erode(solid, square) > 0)
+    if not band.any():
+        return 0.0
+    return float(gradient[band].mean() / (gradient.mean() + 1e-6))
 
 
 def _hard_labels(shape, clicks, box, radius, to_window) -> np.ndarray:
