@@ -149,7 +149,7 @@ def test_prompted_tab_click_remove_undo_and_clear(page):
     assert 0.3 * biggest.sum() < first < 0.5 * biggest.size
     assert np.array_equal(drawn_mask(page).sum(), first)
     # Once the clicks pause the details follow, and stop being marked stale.
-    panel.get_by_text("estimated IoU").first.wait_for()
+    panel.get_by_text(re.compile(r"mask \d of \d")).first.wait_for()
     page.wait_for_function(
         "() => !document.getElementById('prompted-details').classList.contains('sd-stale')"
     )

@@ -15,10 +15,11 @@ from segdemo.data.composites import make_composite
 from segdemo.imaging import prepare_image
 from segdemo.prompts import Box, Click, PromptError, Prompts, parse_prompts
 from segdemo.registry import ModelUnavailableError
-from segdemo.tasks.click_model import MIN_WINDOW, click_maps, focus_window
+from segdemo.tasks.click_model import CLOSE_UP, MIN_WINDOW, click_maps, focus_window
 from segdemo.tasks.prompt_session import PromptSession, working_prompts
 from segdemo.tasks.promptable import ImageState, Prediction
 from segdemo.tasks.prompted import prompter_for, propose, segment_everything
+from segdemo.tasks.refine import edge_contrast
 from segdemo.train.click_net import IterativeTrainer, make_batch, scattered_clicks
 from segdemo.ui import picture_ops
 from segdemo.ui.picture_store import PictureStore, new_token
@@ -77,6 +78,24 @@ def test_the_window_stays_inside_the_image_and_holds_the_clicks(size, corner):
     assert window.top <= y < window.bottom and window.left <= x < window.right
     rows, cols = window.slices()
     assert previous[rows, cols].sum() == previous.sum()  # the whole mask is in view
+
+
+def test_a_lone_click_gets_the_whole_view_and_a_close_up(random_weights):
+    """Two proposals for a lone click: the whole image's and a close-up around the click,
+    which changes nothing outside its window. The network alone keeps the whole view first;
+    refined, the photo's edges rank them."""
+    image = prepare_image(photo(size=(300, 400)))
+    click = Click(300.0, 80.0, True)
+    alone = PromptSession.open(image, "click_net", refined=False).click(click).current
+    assert len(alone.masks) == 2 and alone.chosen == 0
+    close = CLOSE_UP * 400
+    outside = np.ones((300, 400), bool)
+    outside[max(0, int(80 - close / 2)) : int(80 + close / 2) + 1, int(300 - close / 2) :] = False
+    assert not alone.masks[1][outside].any() and alone.masks[1][80, 300]
+    refined = PromptSession.open(image, "click_net").click(click).current
+    contrast = [edge_contrast(image.pixels, mask) for mask in refined.masks]
+    assert refined.scores == pytest.approx(contrast, rel=1e-5)
+    assert refined.chosen == int(np.argmax(contrast))
 
 
 @pytest.mark.parametrize("shape", [(120, 160), (40, 320), (320, 40)])

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from segdemo.clicks import iou
 from segdemo.prompts import CLICK_RADIUS, Box, Click, Prompts, settle_clicks
 from segdemo.tasks.classical import ClickDiscsPrompter
 from segdemo.tasks.prompted import propose
-from segdemo.tasks.refine import refine
+from segdemo.tasks.refine import RefineSettings, _Cut, _links, edge_contrast, refine
 
 
 def two_tone(h: int = 120, w: int = 160, seed: int = 0):
@@ -75,3 +76,48 @@ def test_the_previous_mask_holds_when_the_network_loses_the_object():
     clicks = (Click(70, 60, True), Click(150, 100, False))
     refined = refine(image, lost, clicks, previous=truth)
     assert iou(refined, truth) > 0.9
+
+
+def _window_problem(seed: int = 0):
+    """A window's cut inputs with an ambiguous proposal: a rough blob over the ellipse."""
+    image, truth = two_tone(seed=seed)
+    prior = np.full(truth.shape, 0.3, np.float32)
+    prior[30:90, 35:115] = 0.7
+    labels = np.zeros(truth.shape, np.int8)
+    labels[58:63, 68:73] = 1
+    labels[5:10, 5:10] = -1
+    return image, prior, labels, truth
+
+
+@pytest.mark.parametrize("star", [False, True])
+def test_a_cut_reusing_the_last_flow_equals_a_fresh_one(star):
+    image, prior, labels, _ = _window_problem()
+    rng = np.random.default_rng(1)
+    links = _links(image.astype(np.float32), 20.0, [(70.0, 60.0)] if star else ())
+    reused = _Cut(labels, links)
+    for _ in range(3):  # unaries as different as successive colour fits, and more
+        unary = rng.normal(0, 2, labels.shape) + np.where(prior > 0.5, 1.0, -1.0)
+        assert np.array_equal(reused.solve(unary), _Cut(labels, links).solve(unary))
+
+
+def test_star_convexity_keeps_the_object_one_piece_around_the_click():
+    image, truth = two_tone()
+    # A second red square away from the clicked ellipse, which the network half believes in
+    # and the object's colour would take in.
+    image[10:30, 130:150] = [200, 40, 40]
+    prior = np.where(truth, 0.8, 0.45).astype(np.float32)
+    prior[10:30, 130:150] = 0.6
+    click = (Click(70, 60, True),)
+    loose = refine(image, prior, click, settings=RefineSettings(star=False))
+    star = refine(image, prior, click, settings=RefineSettings(star=True))
+    pieces = lambda mask: ndimage.label(mask)[1]  # noqa: E731
+    assert pieces(loose) > 1 and loose[10:30, 130:150].all()
+    assert pieces(star) == 1 and iou(star, truth) > 0.95
+
+
+def test_edge_contrast_prefers_the_outline_the_photo_shows():
+    image, truth = two_tone()
+    shrunk = ndimage.binary_erosion(truth, iterations=8)
+    shifted = np.roll(truth, 15, axis=1)
+    outline = edge_contrast(image, truth)
+    assert outline > 2 * max(edge_contrast(image, shrunk), edge_contrast(image, shifted))

@@ -143,7 +143,8 @@ class ClickPrompter:
         expand, clicks = self.net.config.expand, _with_box_click(prompts)
         previous = None if feedback is None else np.asarray(feedback, np.float32)
         before = np.zeros(size, np.float32) if previous is None else previous
-        windows = [focus_window(None if previous is None else previous > 0.5, prompts, size, expand)]
+        shown = None if previous is None else previous > 0.5
+        windows = [focus_window(shown, prompts, size, expand)]
         if multimask:
             x, y = clicks[0].x, clicks[0].y
             windows.append(_widened(x, y, x, y, 1.0, CLOSE_UP * max(size), size))

@@ -46,6 +46,14 @@ def photo_url(pixels: np.ndarray) -> str:
     return data_url(Image.fromarray(pixels), "JPEG", quality=92)
 
 
+def score_name(session: PromptSession) -> str:
+    """What the current step's scores are: several refined masks are ranked by how well their
+    outlines follow the photo's edges (``refine.edge_contrast``); otherwise each is the
+    model's own estimate of its IoU."""
+    several = session.current is not None and len(session.current.masks) > 1
+    return "edge contrast" if session.refined and several else "estimated IoU"
+
+
 def status_line(page: Page) -> str:
     session = page.session
     if session is None:
@@ -56,7 +64,7 @@ def status_line(page: Page) -> str:
         return f"`{session.model}` ({kind}) is ready: click on the object you want."
     return (
         f"{len(session.prompts)} prompt(s) · {session.model}, {kind} "
-        f"{1000 * step.seconds:.0f} ms · estimated IoU {step.scores[step.chosen]:.2f} · "
+        f"{1000 * step.seconds:.0f} ms · {score_name(session)} {step.scores[step.chosen]:.2f} · "
         f"{int(step.mask.sum()):,} pixels"
     )
 
