@@ -176,7 +176,7 @@ def reference_demo(photo: str, model: str):
         cutout = np.dstack([image.pixels, to_uint8_mask(step.mask)])
         mask = save_png(to_uint8_mask(session.original_mask()), "reference")
         status = f"{len(session.prompts)} prompt(s), {int(step.mask.sum())} pixels"
-        return session, drawn(session), _thumbnails(image, step), cutout, mask, status
+        return session, drawn(session), _thumbnails(session), cutout, mask, status
 
     with gr.Blocks() as demo:
         session = gr.State(None)  # a session holds the model: never deep-copied per page
