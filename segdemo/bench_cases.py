@@ -39,7 +39,11 @@ CASES = (
     Case(
         "maskrcnn_resnet50_fpn (reference), 640×480", (), "setup_maskrcnn_r50", "maskrcnn, 640×480"
     ),
-    Case("click_net first click (whole image), 640×480", ("click_net",), "setup_click_net_first"),
+    Case(
+        "click_net first click (whole image and close-up), 640×480",
+        ("click_net",),
+        "setup_click_net_first",
+    ),
     Case("click_net later click (zoom-in crop), 640×480", ("click_net",), "setup_click_net_click"),
     Case(
         "click_net + refinement, first click, 640×480",
