@@ -117,14 +117,23 @@ def test_settle_clicks_sets_a_disc_of_each_clicks_label():
 
 
 def test_concurrent_sessions_get_their_own_masks(random_weights):
+    """Four pages click at once, each its own photo and its own correction (refined on the
+    photo, the default): each gets exactly the masks it gets alone."""
     images = [prepare_image(photo(k)) for k in range(4)]
-    click = Click(60.0, 40.0, True)
-    expected = [PromptSession.open(im, "sam_tiny").click(click, False) for im in images]
-    assert not all(np.array_equal(e.current.mask, expected[0].current.mask) for e in expected)
+
+    def clicked(k: int) -> PromptSession:
+        session = PromptSession.open(images[k], "sam_tiny")
+        session = session.click(Click(60.0, 40.0, True), False)
+        return session.click(Click(20.0 + 35 * k, 100.0, False), False)
+
+    expected = [clicked(k) for k in range(4)]
+    assert all(e.refined for e in expected)
+    masks = [e.current.mask for e in expected]
+    assert all(not np.array_equal(a, b) for i, a in enumerate(masks) for b in masks[i + 1 :])
     results = {}
 
     def run(k):
-        results[k] = PromptSession.open(images[k], "sam_tiny").click(click, False)
+        results[k] = clicked(k)
 
     threads = [threading.Thread(target=run, args=(k,)) for k in range(4)]
     for t in threads:
