@@ -10,7 +10,10 @@ idea, Rother et al. 2004), solved exactly by one graph cut (PyMaxflow's Boykovâ€
 - **pairwise**: a contrast-sensitive Potts term over the 8 neighbours, so the boundary prefers
   the photo's edges;
 - **hard labels**: every clicked disc keeps its label, and nothing outside a box is object;
-  optionally (``star``) the object is kept star-convex about its positive clicks.
+  and (``star``, on by default) the object is kept star-convex about its positive clicks.
+
+``edge_contrast`` scores a refined mask by how well its outline follows the photo's edges,
+to rank several masks for one click.
 
 It runs on a window around the proposal, the previous mask and the clicks, at
 ``RefineSettings.side`` pixels on its long side (small objects are looked at closely, as the
