@@ -298,7 +298,7 @@ def build_tab(label_targets: list[list[gr.components.Component]] = ()) -> None:
                 with gr.Group(elem_id="prompted-details"):
                     status = gr.Markdown(elem_id="prompted-status")
                     gallery = gr.Gallery(
-                        label="Masks for a single click (estimated IoU); click one to choose it",
+                        label="Masks for a single click and their scores; click one to choose it",
                         columns=3,
                         height=200,
                         allow_preview=False,
