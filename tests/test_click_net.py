@@ -93,7 +93,7 @@ def test_a_lone_click_gets_the_whole_view_and_a_close_up(random_weights):
     outside[max(0, int(80 - close / 2)) : int(80 + close / 2) + 1, int(300 - close / 2) :] = False
     assert not alone.masks[1][outside].any() and alone.masks[1][80, 300]
     refined = PromptSession.open(image, "click_net").click(click).current
-    contrast = [edge_contrast(image.pixels, mask) for mask in refined.masks]
+    contrast = edge_contrast(image.pixels, refined.masks)
     assert refined.scores == pytest.approx(contrast, rel=1e-5)
     assert refined.chosen == int(np.argmax(contrast))
 

@@ -125,7 +125,7 @@ def refined(
     feedback = tuple(map(prompter.shown, prediction.feedback, masks))
     scores = prediction.scores
     if len(masks) > 1:
-        scores = np.array([edge_contrast(photo, mask) for mask in masks], np.float32)
+        scores = edge_contrast(photo, masks)
     return replace(prediction, masks=masks, scores=scores, feedback=feedback)
 
 

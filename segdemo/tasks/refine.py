@@ -12,7 +12,7 @@ idea, Rother et al. 2004), solved exactly by one graph cut (PyMaxflow's Boykovâ€
 - **hard labels**: every clicked disc keeps its label, and nothing outside a box is object;
   and (``star``, on by default) the object is kept star-convex about its positive clicks.
 
-``edge_contrast`` scores a refined mask by how well its outline follows the photo's edges,
+``edge_contrast`` scores refined masks by how well their outlines follow the photo's edges,
 to rank several masks for one click.
 
 It runs on a window around the proposal, the previous mask and the clicks, at
@@ -119,19 +119,23 @@ def refine(
     return mask
 
 
-def edge_contrast(pixels: np.ndarray, mask: np.ndarray) -> float:
-    """How strongly the photo's edges run along ``mask``'s boundary: the mean gradient
-    magnitude in a 3-pixel band on it, over the whole image's mean. A mask that follows an
-    object's outline scores high; one cut through its middle or into the background, low.
-    It ranks a lone click's several refined masks, as a model's own score cannot on a photo
-    unlike those it learned from."""
+def edge_contrast(pixels: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """How strongly the photo's edges run along each of ``masks``' (``CxHxW bool``)
+    boundaries: the mean gradient magnitude in a 3-pixel band on it, over the whole image's
+    mean (``C float32``; 0 for an empty mask). A mask that follows an object's outline scores
+    high; one cut through its middle or into the background, low. It ranks a lone click's
+    several refined masks, as a model's own score cannot on a photo unlike those it learned
+    from. The photo's gradient is computed once for all of them."""
     grey = cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY).astype(np.float32)
     gradient = cv2.magnitude(cv2.Sobel(grey, cv2.CV_32F, 1, 0), cv2.Sobel(grey, cv2.CV_32F, 0, 1))
-    solid, square = mask.astype(np.uint8), np.ones((3, 3), np.uint8)
-    band = (cv2.dilate(solid, square) > 0) & ~(cv2.erode(solid, square) > 0)
-    if not band.any():
-        return 0.0
-    return float(gradient[band].mean() / (gradient.mean() + 1e-6))
+    overall, square = gradient.mean() + 1e-6, np.ones((3, 3), np.uint8)
+    scores = np.zeros(len(masks), np.float32)
+    for k, mask in enumerate(masks):
+        solid = mask.astype(np.uint8)
+        band = (cv2.dilate(solid, square) > 0) & ~(cv2.erode(solid, square) > 0)
+        if band.any():
+            scores[k] = gradient[band].mean() / overall
+    return scores
 
 
 def _hard_labels(shape, clicks, box, radius, to_window) -> np.ndarray:
