@@ -226,14 +226,11 @@ def _links(image: np.ndarray, smooth: float, centres=()) -> tuple[np.ndarray, ..
     shape = image.shape[:2]
     ids = np.arange(shape[0] * shape[1]).reshape(shape)
     step = _steps_to_centres(shape, np.asarray(centres, np.float64)) if len(centres) else None
-    squared = []
-    for offset in OFFSETS:
-        here, there = _pairs(shape, offset)
-        squared.append(((image[here] - image[there]) ** 2).sum(-1))
+    pairs = [_pairs(shape, offset) for offset in OFFSETS]
+    squared = [((image[here] - image[there]) ** 2).sum(-1) for here, there in pairs]
     beta = 1.0 / (2 * max(1e-6, np.mean(squared[0]) / 2 + np.mean(squared[1]) / 2))
     heads, tails, forward, backward = [], [], [], []
-    for offset, sq in zip(OFFSETS, squared, strict=True):
-        here, there = _pairs(shape, offset)
+    for offset, (here, there), sq in zip(OFFSETS, pairs, squared, strict=True):
         weight = smooth * np.exp(-beta * sq) / np.hypot(*offset)
         ahead, back = weight, weight
         if step is not None:
