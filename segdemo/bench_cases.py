@@ -182,7 +182,7 @@ def _setup_click(prompter, zoomed: bool = False) -> Callable:
 def _setup_refined_click(prompter, zoomed: bool = False) -> Callable:
     """As ``_setup_click``, through the app's rules with the refinement on the photo: the
     network's proposal, the graph cut, the clicked discs (what a picture click runs)."""
-    from segdemo.prompts import Click, Prompts
+    from segdemo.prompts import Click, Prompts, reaching
     from segdemo.tasks.prompted import propose
 
     photo = flower_photo()
@@ -191,7 +191,7 @@ def _setup_refined_click(prompter, zoomed: bool = False) -> Callable:
     if not zoomed:
         return lambda: propose(prompter, image, first, photo=photo)
     shown = propose(prompter, image, first, multimask=False, photo=photo)
-    second = Prompts((*first.clicks, Click(340.0, 250.0, True)))
+    second = Prompts((*first.clicks, reaching(Click(340.0, 250.0, True), shown.masks[0])))
     return lambda: propose(
         prompter, image, second, shown.feedback[0], photo=photo, previous=shown.masks[0]
     )

@@ -21,11 +21,15 @@ from dataclasses import dataclass
 import numpy as np
 
 MIN_BOX_SIDE = 2.0
-# A click settles the pixels under it, whatever the model returns: a disc of this radius (a
-# share of the image's long side) around a positive click is in the mask, one around a negative
-# click out. That is how a user reads a click, and the promise f-BRS (Sofiiuk et al., 2020)
-# keeps by optimisation; a weak model otherwise answers "remove this" by moving the mask.
-CLICK_RADIUS = 0.015
+# A click settles the pixels under it, whatever the model returns: a disc around a positive
+# click is in the mask, one around a negative click out. That is how a user reads a click, and
+# the promise f-BRS (Sofiiuk et al., 2020) keeps by optimisation; a weak model otherwise
+# answers "remove this" by moving the mask. The disc's radius is this share of the image's long
+# side, but no more than the click's distance to the edge of the mask shown when it was made
+# (``reaching``): a correction next to that edge claims the sliver it lies in, not the far side
+# of a thin object's outline, where a fixed disc would spill and no later click could mend it.
+CLICK_RADIUS = 0.025
+LEAST_RADIUS = 1.5  # pixels: the disc of a click right on the shown mask's edge
 
 
 class PromptError(ValueError):
@@ -39,10 +43,15 @@ class Click:
     x: float
     y: float
     positive: bool
+    radius: float | None = None  # the settled disc's, in pixels; None: ``CLICK_RADIUS`` of it
 
     @property
     def label(self) -> int:
         return int(self.positive)
+
+    def disc_radius(self, shape: tuple[int, int]) -> float:
+        """The radius of the disc this click settles on an image of ``shape``, in pixels."""
+        return CLICK_RADIUS * max(shape) if self.radius is None else self.radius
 
 
 @dataclass(frozen=True)
@@ -84,7 +93,7 @@ def mapped(prompt: Prompt, transform: Callable[[np.ndarray], np.ndarray]) -> Pro
     of pixels, and the mask refined on the photo can follow that row."""
     if isinstance(prompt, Click):
         ((x, y),) = np.round(transform(np.array([[prompt.x, prompt.y]], np.float64)), 6)
-        return Click(float(x), float(y), prompt.positive)
+        return Click(float(x), float(y), prompt.positive)  # the radius belongs to its frame
     (xa, ya), (xb, yb) = np.round(transform(prompt.as_array().reshape(2, 2)), 6)
     return Box.spanning(float(xa), float(ya), float(xb), float(yb))
 
@@ -138,13 +147,32 @@ def disc(shape: tuple[int, int], x: float, y: float, radius: float):
     return (slice(top, bottom), slice(left, right)), (cols - x) ** 2 + (rows - y) ** 2 <= radius**2
 
 
+def reaching(click: Click, shown: np.ndarray | None) -> Click:
+    """``click`` with the radius of the disc it settles fixed by ``shown`` (``HxW bool``), the
+    mask on screen when it was made (None: none yet): ``CLICK_RADIUS`` of the long side, but
+    no farther than the nearest pixel that ``shown`` labels otherwise than the one clicked,
+    and at least ``LEAST_RADIUS``."""
+    radius = CLICK_RADIUS * max(shown.shape) if shown is not None else None
+    if shown is not None:
+        found = disc(shown.shape, click.x, click.y, radius)
+        if found is not None:
+            (rows, cols), inside = found
+            h, w = shown.shape
+            clicked = shown[min(int(click.y), h - 1), min(int(click.x), w - 1)]
+            other = inside & (shown[rows, cols] != clicked)
+            if other.any():
+                ys, xs = np.nonzero(other)
+                nearest = np.hypot(xs + cols.start - click.x, ys + rows.start - click.y).min()
+                radius = max(LEAST_RADIUS, min(radius, float(nearest)))
+    return Click(click.x, click.y, click.positive, radius)
+
+
 def settle_clicks(masks: np.ndarray, clicks: Iterable[Click]) -> np.ndarray:
-    """``...xHxW bool`` masks with each click's disc (``CLICK_RADIUS``) set to its label; later
-    clicks win where discs overlap."""
+    """``...xHxW bool`` masks with each click's disc (``Click.disc_radius``) set to its label;
+    later clicks win where discs overlap."""
     settled = masks.copy()
-    radius = CLICK_RADIUS * max(masks.shape[-2:])
     for click in clicks:
-        found = disc(masks.shape[-2:], click.x, click.y, radius)
+        found = disc(masks.shape[-2:], click.x, click.y, click.disc_radius(masks.shape[-2:]))
         if found is not None:
             (rows, cols), inside = found
             settled[..., rows, cols][..., inside] = click.positive

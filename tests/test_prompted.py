@@ -14,7 +14,16 @@ from segment_anything.utils.amg import build_all_layer_point_grids as build_poin
 from segdemo import imaging, registry
 from segdemo.data.composites import make_composite
 from segdemo.imaging import prepare_image
-from segdemo.prompts import CLICK_RADIUS, Click, PromptError, Prompts, parse_prompts, settle_clicks
+from segdemo.prompts import (
+    CLICK_RADIUS,
+    LEAST_RADIUS,
+    Click,
+    PromptError,
+    Prompts,
+    parse_prompts,
+    reaching,
+    settle_clicks,
+)
 from segdemo.tasks.prompt_session import PromptSession, working_prompts
 from segdemo.tasks.prompted import prompter_for, propose, segment_everything
 from segdemo.tasks.sam_prompter import EVERYTHING_MIN_IOU
@@ -107,13 +116,48 @@ def test_settle_clicks_sets_a_disc_of_each_clicks_label():
     masks = np.zeros((2, 100, 200), bool)
     masks[1] = True
     settled = settle_clicks(masks, [Click(50.0, 40.0, True), Click(199.0, 0.0, False)])
-    radius = CLICK_RADIUS * 200  # 3 pixels
+    radius = CLICK_RADIUS * 200  # 5 pixels
     rows, cols = np.ogrid[:100, :200]
     first = (cols - 50) ** 2 + (rows - 40) ** 2 <= radius**2
     second = (cols - 199) ** 2 + rows**2 <= radius**2
     assert np.array_equal(settled[0], first)  # only the positive disc was added
     assert np.array_equal(settled[1], ~second)  # only the negative disc was removed
     assert not masks[0].any() and masks[1].all()  # the input is left as it was
+
+
+def test_a_click_settles_no_farther_than_the_edge_of_the_mask_shown():
+    shown = np.zeros((100, 200), bool)
+    shown[20:80, 40:120] = True  # the mask on screen; long side 200: a full disc of 5 pixels
+    full = CLICK_RADIUS * 200
+    assert reaching(Click(150.0, 50.0, True), None).radius is None  # no mask yet: the full disc
+    assert reaching(Click(150.0, 50.0, True), shown).radius == full  # far from the edge
+    beside = reaching(Click(122.0, 50.0, True), shown)  # a positive click 3 px off the edge
+    assert beside.radius == 3.0
+    inside = reaching(Click(117.0, 50.0, False), shown)  # a negative one 3 px inside it
+    assert inside.radius == 3.0
+    assert reaching(Click(120.0, 50.0, True), shown).radius == LEAST_RADIUS  # on the edge
+    # The settled disc stops at the edge: it reaches the mask's last column, not past it.
+    settled = settle_clicks(np.zeros((1, 100, 200), bool), [beside])[0]
+    assert settled[50, 119:126].tolist() == [True] * 7 and not settled[50, 126]
+    assert not settled[50, 118]
+    cleared = settle_clicks(shown[None], [inside])[0]
+    assert not cleared[50, 114:121].any() and cleared[50, 113]
+
+
+def test_a_session_fixes_each_clicks_disc_when_it_is_made(random_weights):
+    """The second click's disc is fixed by the mask shown after the first, and a replay of the
+    same prompts (the JSON's, ``/prompt_segment``'s) fixes the same discs and masks."""
+    image = prepare_image(photo(3))
+    session = PromptSession.open(image, "click_net").click(Click(80.0, 60.0, True))
+    shown = session.current.mask
+    ys, xs = np.nonzero(shown)
+    edge = Click(float(xs.max()) + 2.0, float(ys[np.argmax(xs)]), True)  # just off its edge
+    session = session.click(edge)
+    assert session.prompts[0].radius is None
+    assert session.prompts[1].radius == reaching(edge, shown).radius < CLICK_RADIUS * 160
+    replayed = session.replay([Click(80.0, 60.0, True), edge])
+    assert replayed.prompts == session.prompts
+    assert np.array_equal(replayed.current.mask, session.current.mask)
 
 
 def test_concurrent_sessions_get_their_own_masks(random_weights):

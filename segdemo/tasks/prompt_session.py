@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from segdemo.imaging import PreparedImage
-from segdemo.prompts import Prompt, PromptError, Prompts, mapped, to_json
+from segdemo.prompts import Click, Prompt, PromptError, Prompts, mapped, reaching, to_json
 from segdemo.tasks.promptable import ImageState, Prompter
 from segdemo.tasks.prompted import prepare, prompter_for, propose
 
@@ -80,12 +80,15 @@ class PromptSession:
         self, prompt: Prompt, multimask: bool = True, wait: float | None = None
     ) -> PromptSession:
         """This session with ``prompt`` added and the model's answer to all prompts so far;
-        the current chosen mask's feedback goes back to the model. ``wait``: seconds to wait
-        for the model's turn (``prompted.model_turn``)."""
+        the current chosen mask's feedback goes back to the model, and a click's disc reaches
+        no farther than that mask's edge (``prompts.reaching``). ``wait``: seconds to wait for
+        the model's turn (``prompted.model_turn``)."""
         if len(self.prompts) >= MAX_PROMPTS:
             raise PromptError(f"That is {MAX_PROMPTS} prompts already: clear them and start again.")
-        prompts = (*self.prompts, prompt)
         previous = self.current
+        if isinstance(prompt, Click):
+            prompt = reaching(prompt, None if previous is None else previous.mask)
+        prompts = (*self.prompts, prompt)
         began = time.perf_counter()
         prediction = propose(
             self.prompter,

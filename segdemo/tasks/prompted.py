@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from segdemo.clicks import Predict, iou
-from segdemo.prompts import Click, PromptError, Prompts, settle_clicks
+from segdemo.prompts import Click, PromptError, Prompts, reaching, settle_clicks
 from segdemo.registry import get_spec, load_model
 from segdemo.tasks.click_model import ClickPrompter
 from segdemo.tasks.promptable import ImageState, Prediction, Prompter
@@ -245,11 +245,14 @@ def protocol_predictor(
 ) -> Predict:
     """Adapt a prompter with its image prepared to ``clicks.click_curve``'s ``predict``: the
     app's rules (``propose``, refined on ``photo`` when given, as the page does), the
-    highest-scored mask kept, its feedback handed back."""
+    highest-scored mask kept, its feedback handed back, each click's disc fixed by the mask
+    shown when it came (``prompts.reaching``)."""
     shown: list[np.ndarray | None] = [None]  # the mask before this click, as the page has it
+    settled: list[Click] = []  # the clicks so far, their discs fixed
 
     def predict(clicks: list[Click], feedback):
-        prompts = Prompts(tuple(clicks))
+        settled.extend(reaching(click, shown[0]) for click in clicks[len(settled) :])
+        prompts = Prompts(tuple(settled))
         prediction = propose(prompter, image, prompts, feedback, photo=photo, previous=shown[0])
         best = prediction.best
         shown[0] = prediction.masks[best]

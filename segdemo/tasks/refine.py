@@ -29,7 +29,7 @@ import cv2
 import maxflow
 import numpy as np
 
-from segdemo.prompts import CLICK_RADIUS, Box, Click, disc
+from segdemo.prompts import Box, Click, disc
 
 
 @dataclass(frozen=True)
@@ -105,8 +105,7 @@ def refine(
     def to_window(x: float, y: float) -> tuple[float, float]:  # pixel centres onto centres
         return (x + 0.5 - cols.start) * sx - 0.5, (y + 0.5 - rows.start) * sy - 0.5
 
-    radius = CLICK_RADIUS * max(h, w) * scale
-    labels = _hard_labels((size[1], size[0]), clicks, box, radius, to_window)
+    labels = _hard_labels((size[1], size[0]), clicks, box, (h, w), scale, to_window)
     start = prior  # what the colours are first fitted to: the proposal, or the mask shown
     if previous is not None:
         start = cv2.resize(previous[rows, cols].astype(np.float32), size, cv2.INTER_AREA)
@@ -138,14 +137,16 @@ def edge_contrast(pixels: np.ndarray, masks: np.ndarray) -> np.ndarray:
     return scores
 
 
-def _hard_labels(shape, clicks, box, radius, to_window) -> np.ndarray:
-    """``HxW int8`` at the cut's size: 1 object, -1 background, 0 free."""
+def _hard_labels(shape, clicks, box, image_shape, scale, to_window) -> np.ndarray:
+    """``HxW int8`` at the cut's size (``scale`` × the image's): 1 object, -1 background,
+    0 free."""
     labels = np.zeros(shape, np.int8)
     if box is not None:
         bx0, by0 = to_window(box.x0, box.y0)
         bx1, by1 = to_window(box.x1, box.y1)
         labels[~Box(bx0, by0, bx1, by1).covers(shape)] = -1
     for click in clicks:
+        radius = click.disc_radius(image_shape) * scale
         found = disc(shape, *to_window(click.x, click.y), max(radius, 1.0))
         if found is not None:
             (r, c), inside = found

@@ -66,7 +66,8 @@ picture shows and where you clicked.
 **Corrections.** A negative click removes what spilled over, another positive click adds what
 was missed; the previous mask goes back into the model each time. A box becomes the region
 the model looks at (with a click at its centre), and nothing outside it is in the mask. The
-spot you click always keeps the label you gave it.
+spot you click always keeps the label you gave it: a small disc around it, which stops at the
+edge of the mask shown, so a correction beside a thin outline cannot spill across it.
 
 **Refine on the photo.** Both small models were trained from scratch on generated pictures
 only: they know roughly what "the thing under the click" looks like, not the colours of *this*
