@@ -14,9 +14,9 @@ from segdemo.tasks.prompted import prompter_for
 
 # A model that answers every click with a disc of the average object size, centred on the
 # click, scores 0.32 after one click on these objects. Measured for the shipped weights:
-# sam_tiny 0.36 after one click and 0.72 after twenty, rising with every click; click_net
+# sam_tiny 0.36 after one click and 0.75 after twenty, rising with every click; click_net
 # 0.28 after one click (under the disc), 0.24 after two (its first zoom-in loses what the
-# whole-image view had), then rising to 0.69 after twenty. Both learned to follow
+# whole-image view had), then rising to 0.72 after twenty. Both learned to follow
 # corrections; neither follows an object's boundary from one click. The floors hold what
 # they do; the xfail tests state what they should do and turn red by themselves once they do.
 DISC_BASELINE = 0.32

@@ -83,13 +83,13 @@ one click, and the clicks needed for 85% and 90% IoU (of 20):
 
 | pipeline | 1 click: IoU | 85% IoU | 90% IoU |
 |---|---|---|---|
-| `click_net` + refinement (default) | 0.47 | 8.2 | 11.1 |
-| `click_net` alone | 0.31 | 15.8 | 18.5 |
-| `sam_tiny` + refinement | 0.39 | 7.9 | 11.0 |
-| the same graph cut from the clicks alone | 0.42 | 9.1 | 11.5 |
-| random walker (classical) | 0.34 | 10.7 | 14.4 |
+| `click_net` + refinement (default) | 0.48 | 6.6 | 9.0 |
+| `click_net` alone | 0.31 | 14.5 | 17.4 |
+| `sam_tiny` + refinement | 0.41 | 6.8 | 9.1 |
+| the same graph cut from the clicks alone | 0.43 | 7.1 | 9.5 |
+| random walker (classical) | 0.34 | 10.1 | 13.7 |
 
-The photo is what the networks lacked; what learning adds on top is small (under a click at
+The photo is what the networks lacked; what learning adds on top is small (half a click at
 90% IoU, against the graph cut from the clicks alone). The official SAM checkpoints, which
 learned from 11 million photos, follow object boundaries far better.
 """
