@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -43,7 +43,10 @@ class Click:
     x: float
     y: float
     positive: bool
-    radius: float | None = None  # the settled disc's, in pixels; None: ``CLICK_RADIUS`` of it
+    # The settled disc's radius in pixels (None: ``CLICK_RADIUS`` of the long side). It is
+    # fixed by the mask shown when the click is made (``reaching``), not part of what the
+    # user clicked: the same point and label are the same click, as the JSON says.
+    radius: float | None = field(default=None, compare=False)
 
     @property
     def label(self) -> int:

@@ -157,6 +157,7 @@ def test_a_session_fixes_each_clicks_disc_when_it_is_made(random_weights):
     assert session.prompts[1].radius == reaching(edge, shown).radius < CLICK_RADIUS * 160
     replayed = session.replay([Click(80.0, 60.0, True), edge])
     assert replayed.prompts == session.prompts
+    assert [p.radius for p in replayed.prompts] == [p.radius for p in session.prompts]
     assert np.array_equal(replayed.current.mask, session.current.mask)
 
 
