@@ -155,18 +155,20 @@ def reaching(click: Click, shown: np.ndarray | None) -> Click:
     mask on screen when it was made (None: none yet): ``CLICK_RADIUS`` of the long side, but
     no farther than the nearest pixel that ``shown`` labels otherwise than the one clicked,
     and at least ``LEAST_RADIUS``."""
-    radius = CLICK_RADIUS * max(shown.shape) if shown is not None else None
-    if shown is not None:
-        found = disc(shown.shape, click.x, click.y, radius)
-        if found is not None:
-            (rows, cols), inside = found
-            h, w = shown.shape
-            clicked = shown[min(int(click.y), h - 1), min(int(click.x), w - 1)]
-            other = inside & (shown[rows, cols] != clicked)
-            if other.any():
-                ys, xs = np.nonzero(other)
-                nearest = np.hypot(xs + cols.start - click.x, ys + rows.start - click.y).min()
-                radius = max(LEAST_RADIUS, min(radius, float(nearest)))
+    full = Click(click.x, click.y, click.positive)
+    if shown is None:
+        return full
+    radius = full.disc_radius(shown.shape)
+    found = disc(shown.shape, click.x, click.y, radius)
+    if found is not None:
+        (rows, cols), inside = found
+        h, w = shown.shape
+        clicked = shown[min(int(click.y), h - 1), min(int(click.x), w - 1)]
+        other = inside & (shown[rows, cols] != clicked)
+        if other.any():
+            ys, xs = np.nonzero(other)
+            nearest = np.hypot(xs + cols.start - click.x, ys + rows.start - click.y).min()
+            radius = max(LEAST_RADIUS, min(radius, float(nearest)))
     return Click(click.x, click.y, click.positive, radius)
 
 
