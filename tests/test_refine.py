@@ -11,7 +11,14 @@ from segdemo.clicks import iou
 from segdemo.prompts import CLICK_RADIUS, Box, Click, Prompts, settle_clicks
 from segdemo.tasks.classical import ClickDiscsPrompter
 from segdemo.tasks.prompted import propose
-from segdemo.tasks.refine import RefineSettings, _Cut, _links, edge_contrast, refine
+from segdemo.tasks.refine import (
+    RefineSettings,
+    _Cut,
+    _links,
+    cut_mask,
+    edge_contrast,
+    refine,
+)
 
 
 def two_tone(h: int = 120, w: int = 160, seed: int = 0):
@@ -98,6 +105,26 @@ def test_a_cut_reusing_the_last_flow_equals_a_fresh_one(star):
     for _ in range(3):  # unaries as different as successive colour fits, and more
         unary = rng.normal(0, 2, labels.shape) + np.where(prior > 0.5, 1.0, -1.0)
         assert np.array_equal(reused.solve(unary), _Cut(labels, links).solve(unary))
+
+
+def test_a_cut_that_hardly_moves_is_not_refitted(monkeypatch):
+    """A correction starts from the mask shown, which a cut mostly keeps: the colours are
+    not fitted again (one solve, not two), and the mask is what a second fit gives. A first
+    click starts from the network's rough belief, which the cut moves: that one is refitted."""
+    image, prior, labels, truth = _window_problem()
+    solves = []
+    solve = _Cut.solve
+    monkeypatch.setattr(_Cut, "solve", lambda cut, unary: solves.append(1) or solve(cut, unary))
+
+    def solved(start, settings):
+        solves.clear()
+        return cut_mask(image, prior, labels, start, settings, [(70.0, 60.0)]), len(solves)
+
+    shown = truth.astype(np.float32)
+    early, once = solved(shown, RefineSettings())
+    full, twice = solved(shown, RefineSettings(settled=0.0))
+    assert (once, twice) == (1, 2) and iou(early, full) > 0.99 and iou(early, truth) > 0.95
+    assert solved(prior, RefineSettings())[1] == 2
 
 
 def test_star_convexity_keeps_the_object_one_piece_around_the_click():

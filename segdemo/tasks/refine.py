@@ -6,7 +6,8 @@ idea, Rother et al. 2004), solved exactly by one graph cut (PyMaxflow's Boykovâ€
 
 - **unary**: the network's log-odds (a soft prior, not a split at 0.5) plus the log-ratio of
   two colour histograms of this photo, the object's and the background's, fitted first to the
-  mask shown before this prompt (the proposal at the first click), then to the cut itself;
+  mask shown before this prompt (the proposal at the first click), then to the cut itself
+  unless the cut hardly moved from that mask (a correction usually moves only a sliver);
 - **pairwise**: a contrast-sensitive Potts term over the 8 neighbours, so the boundary prefers
   the photo's edges;
 - **hard labels**: every clicked disc keeps its label, and nothing outside a box is object;
@@ -46,6 +47,7 @@ class RefineSettings:
     smooth: float = 20.0  # weight of the contrast-sensitive boundary term
     bins: int = 16  # colour histogram bins per channel
     iterations: int = 2  # colour fits: the first on the starting labels, the next on the cut
+    settled: float = 0.01  # no refit once a cut moves less than this share of the window
     star: bool = True  # the object star-convex about its positive clicks
 
 
@@ -167,7 +169,9 @@ def cut_mask(
     labels the colours are first fitted to -> ``HxW bool``.
 
     Each colour fit changes only the unary, so one graph serves them all: the next cut starts
-    from the last one's flow and search trees (Kohli and Torr 2005) instead of from nothing."""
+    from the last one's flow and search trees (Kohli and Torr 2005) instead of from nothing.
+    The fits stop early once a cut moves less than ``settings.settled`` of the window (on
+    average) from the labels its colours were fitted to."""
     colours = _colour_bins(image, settings.bins)
     p = np.clip(prior, 0.02, 0.98)
     network = settings.network * np.log(p / (1 - p))
@@ -178,7 +182,12 @@ def cut_mask(
     for _ in range(settings.iterations):
         ratio = _colour_log_ratio(colours, soft, settings.bins)
         mask = cut.solve(network + settings.colour * ratio)
+        # A cut this close to the labels its colours came from would refit nearly the same
+        # colours: the usual case for a correction, which moves a sliver of the mask shown.
+        moved = np.abs(mask - soft).mean()
         soft = mask.astype(np.float64)
+        if moved < settings.settled:
+            break
     return mask
 
 
