@@ -83,7 +83,7 @@ one click, and the clicks needed for 85% and 90% IoU (of 20):
 
 | pipeline | 1 click: IoU | 85% IoU | 90% IoU |
 |---|---|---|---|
-| `click_net` + refinement (default) | 0.48 | 6.6 | 9.0 |
+| `click_net` + refinement (default) | 0.48 | 6.6 | 8.9 |
 | `click_net` alone | 0.31 | 14.5 | 17.4 |
 | `sam_tiny` + refinement | 0.41 | 6.8 | 9.1 |
 | the same graph cut from the clicks alone | 0.43 | 7.1 | 9.5 |
