@@ -18,13 +18,15 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from segdemo.clicks import MAX_CLICKS, click_curve, clicks_to_reach
+from segdemo.clicks import MAX_CLICKS, click_curve, clicks_to_reach, first_click, iou
 from segdemo.data.composites import make_composite
 from segdemo.data.flowers import make_flowers
 from segdemo.data.scenes import make_scene
 from segdemo.imaging import prepare_image, read_mask
+from segdemo.prompts import Prompts, reaching
 from segdemo.tasks.promptable import Prompter
-from segdemo.tasks.prompted import protocol_predictor
+from segdemo.tasks.prompted import propose, protocol_predictor
+from segdemo.tasks.refine import edge_contrast
 
 # The refinement's few weights (``tasks.refine.RefineSettings``) were chosen on every fourth
 # object of the sorted COCO MVal folder; figures are also given for the other objects.
@@ -88,6 +90,49 @@ def noc_curves(
     return NocResult(
         names, np.array(rows), 1000 * embed_s / max(1, len(names)), 1000 * click_s / max(1, clicks)
     )
+
+
+@dataclass(frozen=True)
+class FirstClickResult:
+    """A lone click's masks, refined on the photo, on each object: the IoU of every mask
+    (``ious``: ``NxK``, in the model's order; for ``click_net`` the whole image's view, then
+    the close-up), the one shown (``shown``: ``N``, the ranking's pick), and whether the true
+    outline follows the photo's edges more strongly than the shown mask (``truth_ahead``)."""
+
+    names: list[str]
+    ious: np.ndarray
+    shown: np.ndarray
+    truth_ahead: np.ndarray
+
+    def summary(self) -> dict:
+        rows = np.arange(len(self.names))
+        picked = self.ious[rows, self.shown]
+        return {
+            "objects": len(self.names),
+            "miou_each": [round(float(v), 4) for v in self.ious.mean(0)],
+            "miou_shown": round(float(picked.mean()), 4),
+            "miou_best": round(float(self.ious.max(1).mean()), 4),
+            "best_shown": round(float(np.mean(picked >= self.ious.max(1))), 4),
+            "truth_ahead": round(float(self.truth_ahead.mean()), 4),
+        }
+
+
+@torch.no_grad()
+def first_click_masks(prompter: Prompter, samples) -> FirstClickResult:
+    """The protocol's first click on each ``(name, image, mask)`` sample, as the page makes
+    it (several masks where the model gives them, each refined on the photo, ranked by edge
+    contrast): how good each mask is, and how often the ranking shows the best of them."""
+    names, ious, shown, truth_ahead = [], [], [], []
+    for name, image, truth in samples:
+        prompts = Prompts((reaching(first_click(truth), None),))
+        prediction = propose(prompter, prompter.prepare(image), prompts, photo=image)
+        picked = prediction.masks[prediction.best]
+        contrast = edge_contrast(image, np.stack([truth, picked]))
+        names.append(name)
+        ious.append([iou(mask, truth) for mask in prediction.masks])
+        shown.append(prediction.best)
+        truth_ahead.append(contrast[0] > contrast[1])
+    return FirstClickResult(names, np.array(ious), np.array(shown), np.array(truth_ahead))
 
 
 def folder_samples(data_dir: Path | str, limit: int | None = None):
