@@ -36,6 +36,7 @@ from segdemo.tasks.classical import ClickDiscsPrompter, RandomWalkerPrompter
 from segdemo.tasks.common import run_on_pixels, sigmoid
 from segdemo.tasks.instances import detect, scene_truth
 from segdemo.tasks.patch_classify import classify_segment
+from segdemo.tasks.promptable import Prompter
 from segdemo.tasks.prompted import prompter_for
 from segdemo.tasks.semantic import BOUNDARY_RADIUS, ConfusionMatrix, boundary_band, segment
 from segdemo.weights import REPO_ROOT
@@ -251,13 +252,27 @@ CLASSICAL_CUT = "clicks alone + refinement (graph cut)"
 CLASSICAL_WALK = "random walker (scikit-image)"
 
 
+def prompted_models(names) -> list[tuple[str, Prompter | None]]:
+    """``(name, prompter or None when its weights are missing)`` for ``names`` and the
+    shipped prompted models, each once."""
+    return [
+        (name, prompter_for(name) if is_available(name) else None)
+        for name in dict.fromkeys([*names, *SHIPPED_PROMPTED])
+    ]
+
+
+def prompted_samples(data: str | None, limit: int | None):
+    """The objects a prompted table runs on: the folder ``data`` (its first ``limit``), or
+    procedural validation images."""
+    return folder_samples(data, limit) if data else procedural_samples()
+
+
 def prompted_pipelines(names, classical: bool = True):
     """``(label, prompter or None when unavailable, refined on the photo)`` rows: each
     prompted model with the refinement (the app's default) and alone, then the classical
     pipelines that use the clicks and the photo with nothing learned."""
     rows = []
-    for name in dict.fromkeys([*names, *SHIPPED_PROMPTED]):
-        prompter = prompter_for(name) if is_available(name) else None
+    for name, prompter in prompted_models(names):
         rows += [(f"`{name}` + refinement", prompter, True), (f"`{name}` alone", prompter, False)]
     rows.append((CLASSICAL_CUT, ClickDiscsPrompter(), True))
     if classical:
@@ -287,7 +302,7 @@ def prompted_table(
         if prompter is None:
             rows.append(f"| {label} | weights missing |" + " |" * 9)
             continue
-        samples = folder_samples(data, limit) if data else procedural_samples()
+        samples = prompted_samples(data, limit)
         result = noc_curves(prompter, samples, refine_on_photo=refine_on_photo)
         m, curves[label.replace("`", "")] = result.summary(), result.ious
         rows.append(
@@ -322,12 +337,11 @@ def first_click_table(names, data: str | None, limit: int | None) -> str:
         "| shown is the best | true outline ranked above the shown mask |",
         "|---|---|---|---|---|---|---|",
     ]
-    for name in dict.fromkeys([*names, *SHIPPED_PROMPTED]):
-        if not is_available(name):
+    for name, prompter in prompted_models(names):
+        if prompter is None:
             rows.append(f"| `{name}` | weights missing |" + " |" * 5)
             continue
-        samples = folder_samples(data, limit) if data else procedural_samples()
-        m = first_click_masks(prompter_for(name), samples).summary()
+        m = first_click_masks(prompter, prompted_samples(data, limit)).summary()
         each = " / ".join(f"{v:.3f}" for v in m["miou_each"])
         rows.append(
             f"| `{name}` | {m['objects']} | {each} | {m['miou_shown']:.3f} | "
@@ -369,12 +383,13 @@ def main(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     names = tuple(args.names) or FLOWER_MODELS + SCENE_MODELS + INSTANCE_MODELS
     tables = []
-    if (prompted := [n for n in names if n in PROMPTED_MODELS]) and args.first_click:
-        tables.append(first_click_table(prompted, args.data, args.limit))
-    elif prompted:
-        tables.append(
-            prompted_table(prompted, args.data, args.curve, args.limit, not args.no_classical)
-        )
+    if prompted := [n for n in names if n in PROMPTED_MODELS]:
+        if args.first_click:
+            tables.append(first_click_table(prompted, args.data, args.limit))
+        else:
+            tables.append(
+                prompted_table(prompted, args.data, args.curve, args.limit, not args.no_classical)
+            )
     if flowers := [n for n in names if n not in SCENE_MODELS + INSTANCE_MODELS + PROMPTED_MODELS]:
         tables.append("## Flowers\n\n" + flower_table(flowers))
     if scenes := [n for n in names if n in SCENE_MODELS]:
