@@ -27,6 +27,8 @@ from segdemo.models.maskrcnn import class_names
 from segdemo.prompted_eval import (
     first_click_masks,
     folder_samples,
+    lead,
+    mean_and_error,
     noc_curves,
     plot_curves,
     procedural_samples,
@@ -297,23 +299,24 @@ def prompted_table(
         "| largest drop | ms / image | ms / click |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    curves = {}
+    results = {}
     for label, prompter, refine_on_photo in prompted_pipelines(names, classical):
         if prompter is None:
             rows.append(f"| {label} | weights missing |" + " |" * 9)
             continue
         samples = prompted_samples(data, limit)
-        result = noc_curves(prompter, samples, refine_on_photo=refine_on_photo)
-        m, curves[label.replace("`", "")] = result.summary(), result.ious
+        result = results[label] = noc_curves(prompter, samples, refine_on_photo=refine_on_photo)
+        m = result.summary()
         rows.append(
             f"| {label} | {prompter.design} | {m['objects']} | {m['miou_1click']:.3f} | "
             f"{m['miou_5clicks']:.3f} | {m['noc85']:.2f} | {m['noc90']:.2f} | "
             f"{m['noc90_held_out']:.2f} | {m['largest_drop']:.3f} | {m['ms_embed']:.0f} | "
             f"{m['ms_click']:.1f} |"
         )
-    if curves:
+    if results:
         where = Path(data).name if data else "procedural validation images"
         path = curve or REPO_ROOT / "docs" / f"prompted_{where.replace(' ', '_')}_curve.png"
+        curves = {label.replace("`", ""): result.ious for label, result in results.items()}
         written = plot_curves(curves, path, f"NoC protocol, {where}")
         rows += [
             "",
@@ -321,9 +324,34 @@ def prompted_table(
             "object but each fourth). Largest drop: the largest fall of the mean IoU from one "
             "click to the next (0 where it never falls).",
             "",
+            *uncertainty_lines(results),
             f"IoU-vs-clicks curve: `{written}`",
         ]
     return "\n".join(rows)
+
+
+def uncertainty_lines(results: dict) -> list[str]:
+    """How far the figures of the first pipeline (the default) could move on another set of
+    as many objects, and its lead over the classical cut on the same objects, each ± one
+    standard error."""
+    (label, default), classical = next(iter(results.items())), results.get(CLASSICAL_CUT)
+    noc90 = mean_and_error(default.noc_each(0.90))[1]
+    miou = mean_and_error(default.ious[:, 0])[1]
+    lines = [
+        f"± one standard error over these {len(default.names)} objects, for {label}: "
+        f"mIoU@1 ±{miou:.3f}, NoC@90 ±{noc90:.2f}.",
+        "",
+    ]
+    if classical is not None and classical is not default:
+        gained = lead(default, classical)
+        lines += [
+            f"{label} against the classical cut, object by object: "
+            f"{gained['noc85'][0]:.2f} ± {gained['noc85'][1]:.2f} clicks fewer at NoC@85, "
+            f"{gained['noc90'][0]:.2f} ± {gained['noc90'][1]:.2f} at NoC@90, "
+            f"{gained['miou_1click'][0]:+.3f} ± {gained['miou_1click'][1]:.3f} mIoU@1.",
+            "",
+        ]
+    return lines
 
 
 def first_click_table(names, data: str | None, limit: int | None) -> str:

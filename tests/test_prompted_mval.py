@@ -14,7 +14,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from segdemo.prompted_eval import TUNING_EVERY, first_click_masks, folder_samples, noc_curves
+from segdemo.prompted_eval import (
+    TUNING_EVERY,
+    first_click_masks,
+    folder_samples,
+    lead,
+    mean_and_error,
+    noc_curves,
+)
 from segdemo.tasks.classical import ClickDiscsPrompter
 from segdemo.tasks.prompted import prompter_for
 
@@ -85,6 +92,19 @@ def test_the_default_is_not_behind_the_classical_cut(pipelines):
             default.summary(),
             classical.summary(),
         )
+
+
+def test_the_lead_over_the_classical_cut_is_measured_object_by_object(pipelines):
+    """The lead is the difference of the means, and pairing the objects makes its error
+    smaller than the two pipelines' errors combined: an object hard for one is hard for
+    both."""
+    default, classical = pipelines["default"], pipelines["classical"]
+    saved, error = lead(default, classical)["noc90"]
+    assert saved == pytest.approx(classical.noc(0.90) - default.noc(0.90))
+    unpaired = np.hypot(
+        mean_and_error(default.noc_each(0.90))[1], mean_and_error(classical.noc_each(0.90))[1]
+    )
+    assert 0 < error < unpaired, (error, unpaired)
 
 
 def test_the_photos_edges_choose_the_first_clicks_view():
