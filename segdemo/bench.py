@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from segdemo.bench_cases import THREADS, flower_photo, run_cases
+from segdemo.bench_cases import THREADS, flower_photo, real_photos, run_cases
 from segdemo.bench_endpoints import run_endpoints
 from segdemo.weights import REPO_ROOT
 
@@ -113,14 +113,15 @@ def run_clicks(args: argparse.Namespace) -> str:
         if chromium_available():
             models = [m for m in list_models(task="prompted") if is_available(m)]
             models.sort(key=lambda m: m != "click_net")  # the tab's default first
-            latency = bench_clicks.click_latency(flower_photo(), models, args.clicks)
+            latency = bench_clicks.click_latency(flower_photo(), models, args.clicks, real_photos())
         else:
             print("skip the clicks in Chromium: no Chromium at /usr/bin/chromium")
     if not args.no_capacity:
         load = bench_clicks.capacity(flower_photo())
     text = bench_clicks.render(latency, load) if latency or load else ""
     if not args.no_server_clicks:
-        text += "\n\n" + render_server_clicks(bench_server.server_click_ms(flower_photo()))
+        rows = bench_server.server_click_ms(flower_photo(), real_photos())
+        text += "\n\n" + render_server_clicks(rows)
     return text
 
 

@@ -14,8 +14,10 @@ import resource
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 THREADS = 2
 
@@ -84,6 +86,20 @@ def flower_photo(size=(480, 640)) -> np.ndarray:
     from segdemo.data.flowers import make_flowers
 
     return make_flowers(0, "val", size).image
+
+
+def real_photos(size=(480, 640)) -> dict[str, np.ndarray]:
+    """The prompted tab's real example photos (scikit-image's, ``examples.photo_examples``)
+    at ``size``: what a user uploads, where the refinement's cut works harder than on a
+    generated picture (colours that tell object from background apart less clearly)."""
+    from segdemo.examples import photo_examples
+
+    return {
+        Path(path).stem: np.asarray(
+            Image.open(path).convert("RGB").resize(size[::-1], Image.BICUBIC)
+        )
+        for path in photo_examples()
+    }
 
 
 def _scene(size) -> np.ndarray:

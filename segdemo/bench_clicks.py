@@ -122,17 +122,18 @@ def timing_summary(label: str, ms: list[float]) -> dict:
 
 def picture_latency(
     url: str,
-    photo: str,
+    photo: str | list[str],
     model: str,
     clicks: int,
     queue: bool = False,
     after_mask_s: float | None = None,
     refined: bool = True,
 ) -> dict:
-    """Median and p90 click-to-mask time of the picture with ``model``; ``queue``: with the
-    server functions blocked, so the page falls back to the queue; ``after_mask_s``: the next
-    click that long after the mask shows instead of one a second; ``refined``: the
-    refinement on the photo on (the default) or off."""
+    """Median and p90 click-to-mask time of the picture with ``model``, ``clicks`` on each
+    of ``photo`` (one path or several, opened one after another, the times pooled);
+    ``queue``: with the server functions blocked, so the page falls back to the queue;
+    ``after_mask_s``: the next click that long after the mask shows instead of one a second;
+    ``refined``: the refinement on the photo on (the default) or off."""
     from segdemo.browser import (
         browser_page,
         choose_model,
@@ -141,18 +142,19 @@ def picture_latency(
         set_refinement,
     )
 
-    size = Image.open(photo).size[::-1]
-    points = click_points(size, clicks + WARM_UP)
+    photos, ms = [photo] if isinstance(photo, str) else photo, []
     with browser_page() as page:
         if queue:
             page.route("**/component_server**", lambda route: route.abort())
         page.goto(url)
-        open_photo(page, photo)
-        if model != "click_net":
-            choose_model(page, model)
-        if not refined:
-            set_refinement(page, False)
-        ms = _timed_clicks(page, points, click_picture, after_mask_s)
+        for k, path in enumerate(photos):
+            open_photo(page, path)
+            if k == 0 and model != "click_net":
+                choose_model(page, model)
+            if k == 0 and not refined:
+                set_refinement(page, False)
+            points = click_points(Image.open(path).size[::-1], clicks + WARM_UP)
+            ms += _timed_clicks(page, points, click_picture, after_mask_s)
     how = ["queue fallback" if queue else "server function"]
     how += [] if refined else ["network alone"]
     how += [] if after_mask_s is None else [f"next click {after_mask_s:g} s after the mask"]
@@ -241,7 +243,12 @@ def reference_latency(photo: str, model: str, clicks: int) -> dict:
     return timing_summary(f"{model}, reference: gr.Image select, five outputs (the tab before)", ms)
 
 
-def click_latency(photo: np.ndarray, models: list[str], clicks: int) -> list[dict]:
+def click_latency(
+    photo: np.ndarray, models: list[str], clicks: int, real_photos: dict[str, np.ndarray]
+) -> list[dict]:
+    """Click-to-mask rows in Chromium: the tab before, each model, then the default model at
+    a correcting pace, alone and through the queue, all on ``photo``; then the default on
+    ``real_photos`` (name: pixels), half of ``clicks`` on each, at both paces."""
     path = photo_file(photo)
     rows = [reference_latency(path, models[0], clicks)]
     with running_app() as url:
@@ -252,6 +259,10 @@ def click_latency(photo: np.ndarray, models: list[str], clicks: int) -> list[dic
         rows.append(picture_latency(url, path, default, clicks, after_mask_s=CORRECTING_GAP_S))
         rows.append(picture_latency(url, path, default, clicks, refined=False))
         rows.append(picture_latency(url, path, default, clicks, queue=True))
+        reals, names = list(map(photo_file, real_photos.values())), ", ".join(real_photos)
+        for gap in (None, CORRECTING_GAP_S):
+            row = picture_latency(url, reals, default, clicks // 2, after_mask_s=gap)
+            rows.append({**row, "what": f"{row['what']}, real photos ({names})"})
     return rows
 
 
@@ -402,7 +413,7 @@ def render(latency: list[dict], load: dict | None) -> str:
 
 
 if __name__ == "__main__":
-    from segdemo.data.flowers import make_flowers
+    from segdemo.bench_cases import flower_photo, real_photos
 
-    rows = click_latency(make_flowers(0, "val", (480, 640)).image, ["click_net"], 8)
+    rows = click_latency(flower_photo(), ["click_net"], 8, real_photos())
     print(json.dumps(rows, indent=1))

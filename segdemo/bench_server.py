@@ -21,10 +21,16 @@ PICTURE_BEFORE = "88753b8"  # the last commit before the prompt session held its
 SERVER_GAP_SECONDS = 0.5  # corrections come fast, about half a second apart
 
 
-def server_click_ms(photo: np.ndarray, clicks: int = 20, before: str = PICTURE_BEFORE) -> list:
+def server_click_ms(
+    photo: np.ndarray,
+    real_photos: dict[str, np.ndarray],
+    clicks: int = 20,
+    before: str = PICTURE_BEFORE,
+) -> list:
     """Median and p90 of ``server_ms`` over ``clicks`` clicks: for this tree with the
     refinement on the photo (the default) and without it, and for the tree at commit
-    ``before`` (checked out beside it with ``git worktree``), each tree in its own app."""
+    ``before`` (checked out beside it with ``git worktree``), each tree in its own app; then
+    this tree on ``real_photos`` (name: pixels), ``clicks`` on each, pooled."""
     from segdemo.weights import REPO_ROOT
 
     path = photo_file(photo)
@@ -44,6 +50,15 @@ def server_click_ms(photo: np.ndarray, clicks: int = 20, before: str = PICTURE_B
                     kind = "refined on the photo" if refined else "network alone"
                     ms = _server_clicks(url, path, points, {"refined": refined})
                     rows.append(timing_summary(f"server side of a picture click, now, {kind}", ms))
+                for refined in (True, False):
+                    kind = "refined on the photo" if refined else "network alone"
+                    ms = []
+                    for pixels in real_photos.values():
+                        real = photo_file(pixels)
+                        ms += _server_clicks(url, real, points, {"refined": refined})
+                    names = ", ".join(real_photos)
+                    what = f"the same, {kind}, on real photos ({names})"
+                    rows.append(timing_summary(what, ms))
             with app_process(7914, old) as url:
                 ms = _server_clicks(url, path, points, None)
                 rows.append(timing_summary(f"server side of a picture click, {before}", ms))
