@@ -108,19 +108,19 @@ def run_clicks(args: argparse.Namespace) -> str:
     from segdemo.browser import chromium_available
     from segdemo.registry import is_available, list_models
 
-    latency, load = [], None
+    latency, load, reals = [], None, real_photos()
     if not args.no_browser:
         if chromium_available():
             models = [m for m in list_models(task="prompted") if is_available(m)]
             models.sort(key=lambda m: m != "click_net")  # the tab's default first
-            latency = bench_clicks.click_latency(flower_photo(), models, args.clicks, real_photos())
+            latency = bench_clicks.click_latency(flower_photo(), models, args.clicks, reals)
         else:
             print("skip the clicks in Chromium: no Chromium at /usr/bin/chromium")
     if not args.no_capacity:
         load = bench_clicks.capacity(flower_photo())
     text = bench_clicks.render(latency, load) if latency or load else ""
     if not args.no_server_clicks:
-        rows = bench_server.server_click_ms(flower_photo(), real_photos())
+        rows = bench_server.server_click_ms(flower_photo(), reals)
         text += "\n\n" + render_server_clicks(rows)
     return text
 

@@ -50,15 +50,13 @@ def server_click_ms(
                     kind = "refined on the photo" if refined else "network alone"
                     ms = _server_clicks(url, path, points, {"refined": refined})
                     rows.append(timing_summary(f"server side of a picture click, now, {kind}", ms))
+                reals, names = list(map(photo_file, real_photos.values())), ", ".join(real_photos)
                 for refined in (True, False):
                     kind = "refined on the photo" if refined else "network alone"
                     ms = []
-                    for pixels in real_photos.values():
-                        real = photo_file(pixels)
+                    for real in reals:
                         ms += _server_clicks(url, real, points, {"refined": refined})
-                    names = ", ".join(real_photos)
-                    what = f"the same, {kind}, on real photos ({names})"
-                    rows.append(timing_summary(what, ms))
+                    rows.append(timing_summary(f"the same, {kind}, on real photos ({names})", ms))
             with app_process(7914, old) as url:
                 ms = _server_clicks(url, path, points, None)
                 rows.append(timing_summary(f"server side of a picture click, {before}", ms))
