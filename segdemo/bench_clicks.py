@@ -161,6 +161,51 @@ def picture_latency(
     return timing_summary(f"{model}, picture ({', '.join(how)})", ms)
 
 
+# A first click on a new object: the network's own mask drawn at once (the draft), the
+# refined one when it comes.
+
+DRAFT_CALL = '"fn_name":"draft"'  # in the JSON body of the page's draft call
+
+
+def first_click_latency(url: str, photos: list[str], clicks: int, drafts: bool = True) -> list:
+    """Median and p90 of a first click's times on ``photos``, ``clicks`` on each after one
+    warm-up (the prompts cleared before each, a click a second), pooled: the draft on
+    screen, then the refined mask. ``drafts=False``: the page's draft calls fail (the tab
+    before drafts); only the refined mask's row. Either way every server call passes
+    through the same interception, so the two runs compare."""
+    from segdemo.browser import browser_page, click_picture, open_photo, picture_button
+
+    def intercepted(route) -> None:
+        if not drafts and DRAFT_CALL in (route.request.post_data or ""):
+            route.abort()
+        else:
+            route.continue_()
+
+    shown, refined = [], []
+    with browser_page() as page:
+        page.route("**/component_server**", intercepted)
+        page.goto(url)
+        for path in photos:
+            open_photo(page, path)
+            points = click_points(Image.open(path).size[::-1], clicks + 1, seed=1)
+            page.evaluate("window.segdemoTimings = []; window.segdemoDrafts = []")
+            for k, (x, y, _) in enumerate(points):
+                picture_button(page, "Clear").click()
+                page.wait_for_timeout(int(1000 * CLICK_EVERY_S))
+                click_picture(page, x, y, True)
+                page.evaluate(MASK_SHOWN_JS, k)
+            drawn, timed = page.evaluate("[window.segdemoDrafts, window.segdemoTimings]")
+            shown += [t["ms"] for t in drawn][1:]
+            refined += [t["ms"] for t in timed][1:]
+    if not drafts:
+        assert not shown, "a draft was drawn with the draft calls blocked"
+        return [timing_summary("first click, the refined mask, no draft (before)", refined)]
+    return [
+        timing_summary("first click, the network's own mask (draft)", shown),
+        timing_summary("first click, the refined mask, after the draft", refined),
+    ]
+
+
 # The reference: the tab as it was, a gr.Image whose select event returns five outputs.
 
 REFERENCE_TIMING_JS = """

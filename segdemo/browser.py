@@ -151,6 +151,11 @@ def click_picture(page, x: int, y: int, positive: bool = True) -> None:
     )
 
 
+def picture_button(page, name: str):
+    """A button of the picture's toolbar, by its name."""
+    return page.locator("#prompted-picture").get_by_role("button", name=name)
+
+
 def on_photo(page, x: float, y: float) -> tuple[float, float]:
     photo = page.locator("#prompted-picture .sd-photo")
     box = photo.bounding_box()
@@ -180,15 +185,35 @@ def wait_for_prompts(page, count: int) -> str:
 def drawn_mask(page, canvas: str = ".sd-mask"):
     """The mask the picture draws, ``HxW bool`` at the working size: the non-transparent
     pixels of its mask canvas (or of ``.sd-preview``, the hover preview's)."""
+    url = page.locator(f"#prompted-picture {canvas}").evaluate("c => c.toDataURL('image/png')")
+    return opaque_pixels(url)
+
+
+def opaque_pixels(data_url: str):
+    """``HxW bool``: the pixels a PNG data URL does not leave transparent."""
     import base64
     import io
 
     import numpy as np
     from PIL import Image
 
-    url = page.locator(f"#prompted-picture {canvas}").evaluate("c => c.toDataURL('image/png')")
-    image = Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("RGBA")
+    image = Image.open(io.BytesIO(base64.b64decode(data_url.split(",", 1)[1]))).convert("RGBA")
     return np.asarray(image)[..., 3] > 0
+
+
+# Keeps, in ``window.segdemoDraftDrawn``, the preview canvas as it is when a draft has been
+# drawn on it (``prompt_picture.js`` notes each draft in ``window.segdemoDrafts``).
+KEEP_DRAFTS_JS = """
+() => {
+  const drafts = window.segdemoDrafts;
+  const push = drafts.push;
+  drafts.push = function (...items) {
+    const canvas = document.querySelector('#prompted-picture .sd-preview');
+    window.segdemoDraftDrawn = canvas.toDataURL('image/png');
+    return push.apply(drafts, items);
+  };
+}
+"""
 
 
 def wait_until_still(locator, interval_ms: int = 400, timeout_ms: int = 30_000) -> None:

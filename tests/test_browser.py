@@ -18,6 +18,7 @@ from PIL import Image
 from scipy import ndimage
 
 from segdemo.browser import (
+    KEEP_DRAFTS_JS,
     browser_page,
     browser_pages,
     chromium_available,
@@ -25,9 +26,11 @@ from segdemo.browser import (
     drag_on_picture,
     drawn_mask,
     on_photo,
+    opaque_pixels,
     open_photo,
     open_tab,
     paint_strokes,
+    picture_button,
     set_refinement,
     upload,
     wait_for_prompts,
@@ -138,10 +141,6 @@ def click_the_biggest_flower(page):
     return panel, pixels, biggest, inside
 
 
-def picture_button(page, name: str):
-    return page.locator("#prompted-picture").get_by_role("button", name=name)
-
-
 def test_prompted_tab_click_remove_undo_and_clear(page):
     panel, _, biggest, _ = click_the_biggest_flower(page)
     first = mask_pixels(page, 1)
@@ -233,19 +232,24 @@ def prompts_shown(page) -> str:
 
 
 def test_refine_on_the_photo_switches_between_the_refined_and_the_networks_mask(page, client):
-    """On a real photo: the refined mask and the network's own differ, each is what
-    /prompt_segment returns with the refinement on or off, and switching back restores the
-    refined mask."""
+    """On a real photo: the first click shows the network's own mask at once (a draft), then
+    the refined mask, which differs from it; each is what /prompt_segment returns with the
+    refinement on or off, and switching back restores the refined mask."""
     from gradio_client import handle_file
 
     cat = [p for p in photo_examples() if p.endswith("chelsea.png")][0]
     open_photo(page, cat)
+    page.evaluate(KEEP_DRAFTS_JS)
     click_picture(page, 150, 150)
     wait_for_prompts(page, 1)
     refined = drawn_mask(page)
+    assert page.evaluate("window.segdemoDrafts.length") == 1
+    draft = opaque_pixels(page.evaluate("window.segdemoDraftDrawn"))
+    assert not drawn_mask(page, ".sd-preview").any()  # the refined mask replaced the draft
     set_refinement(page, False)
     alone = drawn_mask(page)
     assert refined.any() and alone.any() and iou(refined, alone) < 0.9
+    assert iou(draft, alone) >= 0.99
     prompts = prompts_shown(page)
     for refine, shown in ((True, refined), (False, alone)):
         _, files, details = client.predict(

@@ -244,3 +244,43 @@ def test_the_hover_preview_is_the_first_click_and_changes_nothing(app_url, photo
     assert clicked["version"] > opened_version
     # Once there is a prompt there is nothing to preview.
     assert page.call("preview", {"token": page.token, "x": 10, "y": 10}) == {"skipped": True}
+
+
+def test_a_first_click_drafts_the_network_mask_then_answers_refined(app_url, photos):
+    """Through HTTP as the page does it: the draft call, sent beside the click, gets the mask
+    the network alone gives (what the tab shows with the refinement off); the click's own
+    answer is the refined mask, as without a draft."""
+    page = PictureClient(app_url)
+    page.open(photos[0])
+    prompt = {"kind": "point", "x": 150, "y": 120, "label": 1}
+    drafted = {}
+    call = threading.Thread(
+        target=lambda: drafted.update(page.call("draft", {"token": page.token, "click": 5}))
+    )
+    call.start()
+    answer = page.operate("prompt", prompt=prompt, draft=5)
+    call.join(timeout=30)
+    assert "mask" in drafted, drafted
+
+    alone = PictureClient(app_url)
+    alone.open(photos[0])
+    alone.operate("refine", refined=False)
+    network = alone.operate("prompt", prompt=prompt)
+    assert np.array_equal(drawn_mask(drafted), drawn_mask(network))
+
+    plain = PictureClient(app_url)
+    plain.open(photos[0])
+    assert np.array_equal(drawn_mask(answer), drawn_mask(plain.operate("prompt", prompt=prompt)))
+    assert not np.array_equal(drawn_mask(answer), drawn_mask(network))  # it was refined
+
+
+def test_a_draft_call_that_names_no_click_or_page_is_refused(app_url, photos):
+    page = PictureClient(app_url)
+    for payload in ({"token": page.token, "click": 1}, {"token": page.token}, {"click": 1}):
+        assert "error" in page.call("draft", payload)
+    page.open(photos[0])
+    for click in ("1", True, -1, 2**40, None):
+        assert "error" in page.call("draft", {"token": page.token, "click": click})
+    # A click answered without a draft (no prompt with that number) ends at once.
+    page.operate("prompt", prompt={"kind": "point", "x": 10, "y": 10, "label": 1}, draft=9)
+    assert page.call("draft", {"token": page.token, "click": 9}) == {"skipped": True}

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -77,12 +77,17 @@ class PromptSession:
         return self.steps[-1] if self.steps else None
 
     def click(
-        self, prompt: Prompt, multimask: bool = True, wait: float | None = None
+        self,
+        prompt: Prompt,
+        multimask: bool = True,
+        wait: float | None = None,
+        on_network: Callable[[np.ndarray], None] | None = None,
     ) -> PromptSession:
         """This session with ``prompt`` added and the model's answer to all prompts so far;
         the current chosen mask's feedback goes back to the model, and a click's disc reaches
         no farther than that mask's edge (``prompts.reaching``). ``wait``: seconds to wait for
-        the model's turn (``prompted.model_turn``)."""
+        the model's turn (``prompted.model_turn``); ``on_network``: called with the network's
+        own mask before it is refined (``prompted.propose``)."""
         if len(self.prompts) >= MAX_PROMPTS:
             raise PromptError(f"That is {MAX_PROMPTS} prompts already: clear them and start again.")
         previous = self.current
@@ -99,6 +104,7 @@ class PromptSession:
             wait,
             photo=self.image.pixels if self.refined else None,
             previous=None if previous is None else previous.mask,
+            on_network=on_network,
         )
         step = Step(
             prediction.masks,

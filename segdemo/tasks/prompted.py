@@ -85,15 +85,17 @@ def propose(
     wait: float | None = None,
     photo: np.ndarray | None = None,
     previous: np.ndarray | None = None,
+    on_network: Callable[[np.ndarray], None] | None = None,
 ) -> Prediction:
     """Masks for ``prompts`` (``CxHxW bool``, clicked discs settled), in the model's turn.
 
     ``feedback``: the previous chosen mask's (``Prediction.feedback[k]``), None at first.
     ``multimask``: whether a lone click may get several masks. ``photo``: the working image
     (``HxWx3 uint8``) to refine each mask on, or None for the network's own masks;
-    ``previous``: the mask shown before these prompts (``HxW bool``), or None. Raises
-    PromptError when there is no prompt at all, ``ServerBusy`` when the turn does not come
-    within ``wait``.
+    ``previous``: the mask shown before these prompts (``HxW bool``), or None.
+    ``on_network``: called, when there is a photo, with the network's own mask (the one
+    shown without the refinement) before the refinement starts. Raises PromptError when
+    there is no prompt at all, ``ServerBusy`` when the turn does not come within ``wait``.
     """
     if prompts.empty:
         raise PromptError("Add a point or a box first: the model needs at least one prompt.")
@@ -101,6 +103,9 @@ def propose(
     with model_turn(wait):
         prediction = prompter.predict(image, prompts, feedback, several)
         if photo is not None:
+            if on_network is not None:
+                own = prediction.masks[prediction.best][None]
+                on_network(settle_clicks(own, prompts.clicks)[0])
             prediction = refined(prompter, prediction, photo, prompts, previous)
     return replace(prediction, masks=settle_clicks(prediction.masks, prompts.clicks))
 

@@ -20,7 +20,9 @@ from segdemo.prompts import checked
 from segdemo.tasks.prompt_session import PromptSession
 from segdemo.ui.common import load_input
 from segdemo.ui.guard import UPLOADS
+from segdemo.ui.picture_drafts import DRAFTS
 from segdemo.ui.picture_store import STORE, Page, PictureError
+from segdemo.ui.picture_view import mask_png
 
 
 def open_image(page: Page, path: str) -> Page:
@@ -29,14 +31,16 @@ def open_image(page: Page, path: str) -> Page:
     return page.changed(session=session, source=str(path))
 
 
-def add_prompt(page: Page, prompt, image: str | None = None) -> Page:
+def add_prompt(page: Page, prompt, image: str | None = None, on_network=None) -> Page:
     """A point ``{"kind": "point", "x", "y", "label"}`` or a box ``{"kind": "box", "box"}``,
     in working pixels, added to the session. ``image``: the digest of the photo the page
-    clicked, when it says; a click on a photo that has since been replaced is refused."""
+    clicked, when it says; a click on a photo that has since been replaced is refused.
+    ``on_network``: called with the network's own mask before it is refined."""
     session = page.require_session()
     if image is not None and image != session.image.digest:
         raise PictureError("The photo changed before that click arrived: click again.")
-    return page.changed(session=session.click(checked(prompt, session.image.size)))
+    prompt = checked(prompt, session.image.size)
+    return page.changed(session=session.click(prompt, on_network=on_network))
 
 
 def undo(page: Page) -> Page:
@@ -112,15 +116,24 @@ def perform(token: str, payload: dict, client: str = "") -> tuple[Page, bool]:
     whether its photo is new. ``payload["op"]``: ``open`` (``path``), ``prompt`` (``prompt``,
     ``image``), ``undo``, ``clear``, ``choose`` (``index``), ``model`` (``model``) or
     ``refine`` (``refined``: true or false).
-    ``client``: who asks (``guard.client_of``), for the store's per-client bound and uploads."""
+    ``client``: who asks (``guard.client_of``), for the store's per-client bound and uploads.
+    A ``prompt`` with ``draft`` (the page's number for the click) publishes the network's own
+    mask as that click's draft before refining it (``picture_drafts``)."""
     operation = payload.get("op")
     if operation == "open":
         path = payload.get("path")
         if not (isinstance(path, str) and UPLOADS.uploaded_by(client, path)):
             path = _openable(path)
         return STORE.update(token, lambda p: open_image(p, path), client), True
+    draft = draft_number(payload.get("draft")) if operation == "prompt" else None
+
+    def publish(mask) -> None:  # the network's mask, drawn by the page until it is refined
+        DRAFTS.publish(token, draft, mask_png(mask))
+
     changes = {
-        "prompt": lambda p: add_prompt(p, payload.get("prompt"), payload.get("image")),
+        "prompt": lambda p: add_prompt(
+            p, payload.get("prompt"), payload.get("image"), None if draft is None else publish
+        ),
         "undo": undo,
         "clear": clear,
         "choose": lambda p: choose(p, payload.get("index")),
@@ -129,5 +142,15 @@ def perform(token: str, payload: dict, client: str = "") -> tuple[Page, bool]:
     }
     if operation not in changes:
         raise PictureError(f"Unknown operation {str(operation)[:40]!r}.")
-    return STORE.update(token, changes[operation], client), False
+    try:
+        return STORE.update(token, changes[operation], client), False
+    finally:
+        if draft is not None:
+            DRAFTS.finish(token, draft)
 
+
+def draft_number(value) -> int | None:
+    """The page's number for a click it wants a draft of (``picture_drafts``), if valid."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**31:
+        return value
+    return None

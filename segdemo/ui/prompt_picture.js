@@ -30,7 +30,9 @@ const waiting = [];
 let pauseTimer = null;
 let queueAnswer = null; // [request id, resolve] of the operation waiting for the queue
 let requests = 0;
+let drafted = null; // the first click whose draft (the network's own mask) may be drawn
 window.segdemoTimings = window.segdemoTimings || [];
+window.segdemoDrafts = window.segdemoDrafts || [];
 
 function describe(err) {
   return (err && err.message) || String(err);
@@ -215,6 +217,44 @@ async function ask(operation) {
   }
 }
 
+// A first click with the refinement on is the slowest to answer: the cut runs on both of
+// its views. So the click asks for a draft too, and a second call, sent beside it, gets the
+// network's own mask the moment the network has answered; the page draws it faded on the
+// preview canvas until the refined mask replaces it. A draft never covers a newer answer.
+let draftNumber = 0;
+
+function wantsDraft(operation) {
+  const prompt = operation.prompt;
+  return fast && operation.op === "prompt" && prompt.kind === "point" && prompt.label === 1 &&
+    shown && shown.image === operation.image && shown.prompts.length === 0;
+}
+
+async function showDraft(operation, startedAt) {
+  drafted = operation;
+  try {
+    await ready;
+    const answer = await server.draft({ token, click: operation.draft });
+    if (drafted !== operation || !answer || !answer.mask) return;
+    const mask = await decode(answer.mask);
+    if (drafted !== operation) return;
+    const ctx = previewCanvas.getContext("2d");
+    ctx.clearRect(0, 0, previewCanvas.width, previewCanvas.height);
+    ctx.drawImage(mask, 0, 0);
+    say("The network's own mask: refining it on the photo…");
+    requestAnimationFrame(() => {
+      window.segdemoDrafts.push({ ms: performance.now() - startedAt });
+    });
+  } catch (err) {
+    // A draft is a help, not a must: the click's own answer follows anyway.
+  }
+}
+
+function dropDraft(operation) {
+  if (drafted !== operation) return;
+  drafted = null;
+  clearPreview();
+}
+
 function send(operation, startedAt = null) {
   if (inFlight) {
     if (waiting.length >= MAX_WAITING) {
@@ -233,6 +273,10 @@ async function run(operation, startedAt) {
   clearTimeout(pauseTimer);
   const spinner = setTimeout(() => setBusy(true), operation.op === "open" ? 0 : 150);
   try {
+    if (wantsDraft(operation)) {
+      operation.draft = ++draftNumber;
+      showDraft(operation, startedAt);
+    }
     const answer = await ask(operation);
     const answeredAt = performance.now();
     if (answer && answer.version !== undefined) await show(answer, startedAt, answeredAt);
@@ -240,6 +284,7 @@ async function run(operation, startedAt) {
   } catch (err) {
     say(describe(err), true);
   } finally {
+    dropDraft(operation);
     clearTimeout(spinner);
     setBusy(false);
     inFlight = false;

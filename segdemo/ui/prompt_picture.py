@@ -26,7 +26,8 @@ from segdemo.prompts import Click
 from segdemo.tasks.prompted import ServerBusy
 from segdemo.ui.common import USER_ERRORS, log_unexpected
 from segdemo.ui.guard import client_of
-from segdemo.ui.picture_ops import perform
+from segdemo.ui.picture_drafts import DRAFTS
+from segdemo.ui.picture_ops import draft_number, perform
 from segdemo.ui.picture_store import (
     STORE,
     PictureError,
@@ -121,6 +122,24 @@ def preview(payload: dict, request: gr.Request | None = None) -> dict:
     return {"image": session.image.digest, "mask": mask_png(clicked.current.mask)}
 
 
+async def draft(payload: dict, request: gr.Request | None = None) -> dict:
+    """``{"token", "click"}`` -> ``{"mask"}``: the network's own mask for the page's click
+    ``click`` (its number, sent as the ``draft`` of that ``prompt``), as soon as the network
+    has answered it; ``{"skipped": true}`` once the click is answered without one. The page
+    draws it until the refined mask comes (``picture_drafts``). It waits on the event loop,
+    holding no thread, and at most ``DRAFT_WAIT`` seconds."""
+    try:
+        payload = payload if isinstance(payload, dict) else {}
+        token, click = checked_token(payload), draft_number(payload.get("click"))
+        if click is None:
+            raise PictureError("A draft names its click by a number.")
+        STORE.get(token).require_session()
+        mask = await DRAFTS.wait(token, click)
+    except Exception as err:
+        return {"error": _message(err, "draft")}
+    return {"skipped": True} if mask is None else {"mask": mask}
+
+
 def queued(value, evt: gr.SelectData, request: gr.Request = None) -> dict:
     """The same operations through Gradio's queue: the page's fallback. The token is the
     component's value (a new one if the page could not get one). A failure comes back in
@@ -153,7 +172,7 @@ class PromptPicture(gr.HTML):
             html_template=TEMPLATE,
             css_template=STYLE,
             js_on_load=SCRIPT,
-            server_functions=[start, operate, export, preview],
+            server_functions=[start, operate, export, preview, draft],
             apply_default_css=False,
             **kwargs,
         )

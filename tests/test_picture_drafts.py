@@ -1,0 +1,74 @@
+"""A first click's draft: the network's own mask, handed from the click being answered to the
+page's draft call that waits for it (``segdemo.ui.picture_drafts``). Over HTTP:
+``tests/test_prompt_picture.py``."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+from segdemo.ui.picture_drafts import Drafts
+
+
+def waited(drafts: Drafts, token: str, click: int, seconds: float = 2.0) -> tuple:
+    """What ``wait`` gives, and after how many seconds."""
+    began = time.perf_counter()
+    mask = asyncio.run(drafts.wait(token, click, seconds))
+    return mask, time.perf_counter() - began
+
+
+def later(seconds: float, action) -> threading.Thread:
+    thread = threading.Timer(seconds, action)
+    thread.start()
+    return thread
+
+
+def test_a_draft_published_before_the_call_is_taken_at_once_and_only_once():
+    drafts = Drafts()
+    drafts.publish("page", 1, "mask-1")
+    assert waited(drafts, "page", 1)[0] == "mask-1"
+    mask, seconds = waited(drafts, "page", 1, seconds=0.3)
+    assert mask is None  # taken already: nothing to hand over twice
+
+
+def test_a_waiting_call_wakes_when_the_draft_comes_from_another_thread():
+    drafts = Drafts()
+    later(0.2, lambda: drafts.publish("page", 7, "mask-7"))
+    mask, seconds = waited(drafts, "page", 7)
+    assert mask == "mask-7" and 0.15 < seconds < 1.0
+
+
+def test_a_click_answered_without_a_draft_ends_the_wait():
+    drafts = Drafts()
+    later(0.2, lambda: drafts.finish("page", 3))
+    mask, seconds = waited(drafts, "page", 3)
+    assert mask is None and seconds < 1.0
+    # A call arriving after its click was answered does not wait at all, and the draft of an
+    # answered click is dropped even if it was never taken.
+    drafts.publish("page", 4, "mask-4")
+    drafts.finish("page", 4)
+    mask, seconds = waited(drafts, "page", 4)
+    assert mask is None and seconds < 0.1
+
+
+def test_a_draft_never_comes_for_another_click_and_the_wait_is_bounded():
+    drafts = Drafts()
+    drafts.publish("page", 1, "mask-1")
+    drafts.publish("other page", 2, "mask-2")
+    mask, seconds = waited(drafts, "page", 2, seconds=0.3)
+    assert mask is None and seconds >= 0.3
+    # A newer click's draft replaces an older one's, and wakes a call still waiting for it.
+    later(0.2, lambda: drafts.publish("page", 3, "mask-3"))
+    mask, seconds = waited(drafts, "page", 2)
+    assert mask is None and seconds < 1.0
+    assert waited(drafts, "page", 3)[0] == "mask-3"
+
+
+def test_the_slots_kept_are_bounded():
+    drafts = Drafts(max_slots=3)
+    for k in range(10):
+        drafts.publish(f"page {k}", k, "mask")
+    assert len(drafts) == 3
+    assert waited(drafts, "page 9", 9)[0] == "mask"
+    assert waited(drafts, "page 0", 0, seconds=0.1)[0] is None
