@@ -293,7 +293,8 @@ def click_latency(
 ) -> list[dict]:
     """Click-to-mask rows in Chromium: the tab before, each model, then the default model at
     a correcting pace, alone and through the queue, all on ``photo``; then the default on
-    ``real_photos`` (name: pixels), half of ``clicks`` on each, at both paces."""
+    ``real_photos`` (name: pixels), half of ``clicks`` on each, at both paces, and a quarter
+    of ``clicks`` first clicks on each, with and without the draft."""
     path = photo_file(photo)
     rows = [reference_latency(path, models[0], clicks)]
     with running_app() as url:
@@ -308,6 +309,9 @@ def click_latency(
         for gap in (None, CORRECTING_GAP_S):
             row = picture_latency(url, reals, default, clicks // 2, after_mask_s=gap)
             rows.append({**row, "what": f"{row['what']}, real photos ({names})"})
+        for drafts in (True, False):
+            for row in first_click_latency(url, reals, clicks // 4, drafts):
+                rows.append({**row, "what": f"{default}, {row['what']}, real photos ({names})"})
     return rows
 
 

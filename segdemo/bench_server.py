@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -53,10 +54,12 @@ def server_click_ms(
                 reals, names = list(map(photo_file, real_photos.values())), ", ".join(real_photos)
                 for refined in (True, False):
                     kind = "refined on the photo" if refined else "network alone"
-                    ms = []
+                    ms, first, drafts = [], [], []
                     for real in reals:
-                        ms += _server_clicks(url, real, points, {"refined": refined})
+                        ms += _server_clicks(url, real, points, {"refined": refined}, first, drafts)
                     rows.append(timing_summary(f"the same, {kind}, on real photos ({names})", ms))
+                    if refined:
+                        rows += _first_click_rows(ms, first, drafts)
             with app_process(7914, old) as url:
                 ms = _server_clicks(url, path, points, None)
                 rows.append(timing_summary(f"server side of a picture click, {before}", ms))
@@ -67,10 +70,31 @@ def server_click_ms(
     return rows
 
 
-def _server_clicks(url: str, path: str, points, refine: dict | None) -> list[float]:
+def _first_click_rows(ms: list[float], first: list[bool], drafts: list[float]) -> list[dict]:
+    """The pooled clicks split into corrections and first clicks, and the first clicks'
+    drafts: the time from sending the draft call to its answer, over loopback."""
+    corrections = [m for m, is_first in zip(ms, first, strict=True) if not is_first]
+    firsts = [m for m, is_first in zip(ms, first, strict=True) if is_first]
+    return [
+        timing_summary("... of them, the corrections", corrections),
+        timing_summary("... of them, the first clicks (refined)", firsts),
+        timing_summary("... the first clicks' drafts, answered (client side, loopback)", drafts),
+    ]
+
+
+def _server_clicks(
+    url: str,
+    path: str,
+    points,
+    refine: dict | None,
+    first: list[bool] | None = None,
+    drafts: list[float] | None = None,
+) -> list[float]:
     """``server_ms`` of clicking ``points`` half a second apart on a new page of the app at
     ``url``; ``refine``: the payload of a ``refine`` operation made first (None: the app has
-    no such operation)."""
+    no such operation). With ``first`` and ``drafts``, whether each timed click was a first
+    click is appended to ``first``, and each first click asks for a draft as the page does,
+    the time to its answer appended to ``drafts``."""
     page = PictureClient(url)
     page.open(path)
     if refine is not None:
@@ -79,8 +103,36 @@ def _server_clicks(url: str, path: str, points, refine: dict | None) -> list[flo
     for k, (x, y, positive) in enumerate(points):
         if k % 8 == 0:
             page.operate("clear")
-        answer = page.point(x, y, positive)
+        drafted = None
+        if drafts is not None and k % 8 == 0 and positive:
+            drafted = _draft_call(PictureClient(url, component_id=page.component_id), page, k)
+        fields = {} if drafted is None else {"draft": k}
+        prompt = {"kind": "point", "x": x, "y": y, "label": int(positive)}
+        answer = page.operate("prompt", prompt=prompt, **fields)
+        if drafted is not None:
+            drafted.join()
         if k >= WARM_UP:
             ms.append(answer["server_ms"])
+            if first is not None:
+                first.append(k % 8 == 0)
+            if drafted is not None and drafted.ms is not None:
+                drafts.append(drafted.ms)
         time.sleep(SERVER_GAP_SECONDS)
     return ms
+
+
+def _draft_call(caller: PictureClient, page: PictureClient, click: int) -> threading.Thread:
+    """The draft call for ``page``'s ``click``, sent now from a thread on its own connection
+    (as the browser sends it beside the click); once joined, the thread's ``ms`` is its time
+    to a draft (None if it answered without one)."""
+
+    def call() -> None:
+        began = time.perf_counter()
+        answer = caller.call("draft", {"token": page.token, "click": click})
+        if "mask" in answer:
+            thread.ms = 1000 * (time.perf_counter() - began)
+
+    thread = threading.Thread(target=call)
+    thread.ms = None
+    thread.start()
+    return thread
