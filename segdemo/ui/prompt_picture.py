@@ -2,9 +2,10 @@
 
 A click leaves the page as a few numbers, through one of the component's server functions (a
 plain HTTP request beside Gradio's queue), and comes back as a small PNG of the mask, which the
-page draws on a canvas over the photo. Nothing else travels per click: the masks with their
-scores, the cut-out and the mask file are made once the clicks pause (the component's
-``input`` event), and the download buttons render the mask when pressed.
+page draws on a canvas over the photo; a first click's network mask also comes, as a draft,
+while its refined mask is computed (``draft``, ``picture_drafts``). Nothing else travels per
+click: the masks with their scores, the cut-out and the mask file are made once the clicks
+pause (the component's ``input`` event), and the download buttons render the mask when pressed.
 
 The same operations also run through Gradio's queue (``queued``, the component's ``select``
 event), which is what the page falls back to, and says so, when the server functions cannot be
