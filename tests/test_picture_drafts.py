@@ -72,3 +72,21 @@ def test_the_slots_kept_are_bounded():
     assert len(drafts) == 3
     assert waited(drafts, "page 9", 9)[0] == "mask"
     assert waited(drafts, "page 0", 0, seconds=0.1)[0] is None
+
+
+def test_a_page_holds_one_waiting_draft_call_at_most():
+    """A hostile page asking for the drafts of many clicks at once: each newer call wakes the
+    one before, so only the last waits, and none longer than its bound."""
+    drafts = Drafts()
+
+    async def timed(click: int) -> float:
+        began = time.perf_counter()
+        assert await drafts.wait("page", click, 0.5) is None
+        return time.perf_counter() - began
+
+    async def flood() -> list[float]:
+        return await asyncio.gather(*(timed(k) for k in range(50)))
+
+    seconds = asyncio.run(flood())
+    assert max(seconds[:-1]) < 0.1 and 0.5 <= seconds[-1] < 1.0
+    assert len(drafts) == 1
