@@ -128,7 +128,7 @@ def _draft_call(caller: PictureClient, page: PictureClient, click: int) -> threa
 
     def call() -> None:
         began = time.perf_counter()
-        answer = caller.call("draft", {"token": page.token, "click": click})
+        answer = caller.call("draft", {"token": page.token, "draft": click})
         if "mask" in answer:
             thread.ms = 1000 * (time.perf_counter() - began)
 

@@ -28,8 +28,7 @@ def test_a_draft_published_before_the_call_is_taken_at_once_and_only_once():
     drafts = Drafts()
     drafts.publish("page", 1, "mask-1")
     assert waited(drafts, "page", 1)[0] == "mask-1"
-    mask, seconds = waited(drafts, "page", 1, seconds=0.3)
-    assert mask is None  # taken already: nothing to hand over twice
+    assert waited(drafts, "page", 1, seconds=0.3)[0] is None  # nothing to hand over twice
 
 
 def test_a_waiting_call_wakes_when_the_draft_comes_from_another_thread():
@@ -63,6 +62,31 @@ def test_a_draft_never_comes_for_another_click_and_the_wait_is_bounded():
     mask, seconds = waited(drafts, "page", 2)
     assert mask is None and seconds < 1.0
     assert waited(drafts, "page", 3)[0] == "mask-3"
+
+
+def test_a_call_for_an_older_click_ends_at_once_and_leaves_the_newer_one():
+    drafts = Drafts()
+    drafts.publish("page", 5, "mask-5")
+    mask, seconds = waited(drafts, "page", 4)
+    assert mask is None and seconds < 0.1
+    assert waited(drafts, "page", 5)[0] == "mask-5"
+
+
+def test_finishing_a_click_makes_no_slot():
+    """Only a published draft or a waiting call makes a slot (both need a page with a
+    photo): a click answered without either leaves nothing behind."""
+    drafts = Drafts()
+    drafts.finish("page", 1)
+    assert len(drafts) == 0
+
+
+def test_slots_left_unused_are_dropped():
+    drafts = Drafts(stale_seconds=0.2)
+    drafts.publish("old page", 1, "mask")
+    time.sleep(0.3)
+    drafts.publish("new page", 1, "mask")
+    assert len(drafts) == 1
+    assert waited(drafts, "old page", 1, seconds=0.1)[0] is None
 
 
 def test_the_slots_kept_are_bounded():

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import io
 import threading
+import time
 from types import SimpleNamespace
 
 import numpy as np
@@ -16,6 +17,7 @@ from segdemo.data.scenes import make_scene
 from segdemo.picture_client import PictureClient
 from segdemo.prompts import Click, PromptError
 from segdemo.ui import picture_ops, picture_store, prompt_picture
+from segdemo.ui.picture_drafts import DRAFTS
 from segdemo.ui.picture_ops import add_prompt, clear, open_image, undo
 from segdemo.ui.picture_store import PictureError, PictureStore, checked_token, new_token
 from segdemo.ui.picture_view import view
@@ -255,9 +257,10 @@ def test_a_first_click_drafts_the_network_mask_then_answers_refined(app_url, pho
     prompt = {"kind": "point", "x": 150, "y": 120, "label": 1}
     drafted = {}
     call = threading.Thread(
-        target=lambda: drafted.update(page.call("draft", {"token": page.token, "click": 5}))
+        target=lambda: drafted.update(page.call("draft", {"token": page.token, "draft": 5}))
     )
     call.start()
+    waited_for(lambda: DRAFTS.is_waiting(page.token))  # the call is there before the click
     answer = page.operate("prompt", prompt=prompt, draft=5)
     call.join(timeout=30)
     assert "mask" in drafted, drafted
@@ -272,15 +275,47 @@ def test_a_first_click_drafts_the_network_mask_then_answers_refined(app_url, pho
     plain.open(photos[0])
     assert np.array_equal(drawn_mask(answer), drawn_mask(plain.operate("prompt", prompt=prompt)))
     assert not np.array_equal(drawn_mask(answer), drawn_mask(network))  # it was refined
+    assert answer["refined"] and not network["refined"]  # what the page asks drafts by
+
+
+def waited_for(condition, seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "the condition never held"
+        time.sleep(0.01)
 
 
 def test_a_draft_call_that_names_no_click_or_page_is_refused(app_url, photos):
     page = PictureClient(app_url)
-    for payload in ({"token": page.token, "click": 1}, {"token": page.token}, {"click": 1}):
+    for payload in ({"token": page.token, "draft": 1}, {"token": page.token}, {"draft": 1}):
         assert "error" in page.call("draft", payload)
     page.open(photos[0])
-    for click in ("1", True, -1, 2**40, None):
-        assert "error" in page.call("draft", {"token": page.token, "click": click})
-    # A click answered without a draft (no prompt with that number) ends at once.
+    for number in ("1", True, -1, 2**40, None):
+        assert "error" in page.call("draft", {"token": page.token, "draft": number})
+    # A first click answered before its draft call came: the call ends at once.
     page.operate("prompt", prompt={"kind": "point", "x": 10, "y": 10, "label": 1}, draft=9)
-    assert page.call("draft", {"token": page.token, "click": 9}) == {"skipped": True}
+    began = time.monotonic()
+    assert page.call("draft", {"token": page.token, "draft": 9}) == {"skipped": True}
+    assert time.monotonic() - began < 0.5
+
+
+def test_only_a_first_click_publishes_a_draft_and_a_failure_to_does_not_fail_it(
+    app_url, photos, monkeypatch
+):
+    published = []
+    monkeypatch.setattr(DRAFTS, "publish", lambda *args: published.append(args[:2]))
+    page = PictureClient(app_url)
+    page.open(photos[0])
+    page.operate("prompt", prompt={"kind": "point", "x": 150, "y": 120, "label": 1}, draft=1)
+    page.operate("prompt", prompt={"kind": "point", "x": 60, "y": 60, "label": 0}, draft=2)
+    assert published == [(page.token, 1)]
+
+    def broken(*args):
+        raise RuntimeError("no draft today")
+
+    monkeypatch.setattr(DRAFTS, "publish", broken)
+    page.operate("clear")
+    answer = page.operate(
+        "prompt", prompt={"kind": "point", "x": 150, "y": 120, "label": 1}, draft=3
+    )
+    assert "error" not in answer and drawn_mask(answer).any()

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import functools
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 from gradio.utils import is_in_or_equal
 
 from segdemo.examples import EXAMPLES_DIR, photo_examples
 from segdemo.prompts import checked
 from segdemo.tasks.prompt_session import PromptSession
-from segdemo.ui.common import load_input
+from segdemo.ui.common import load_input, log_unexpected
 from segdemo.ui.guard import UPLOADS
 from segdemo.ui.picture_drafts import DRAFTS
 from segdemo.ui.picture_store import STORE, Page, PictureError
@@ -31,15 +33,22 @@ def open_image(page: Page, path: str) -> Page:
     return page.changed(session=session, source=str(path))
 
 
-def add_prompt(page: Page, prompt, image: str | None = None, on_network=None) -> Page:
+def add_prompt(
+    page: Page,
+    prompt,
+    image: str | None = None,
+    on_draft: Callable[[np.ndarray], None] | None = None,
+) -> Page:
     """A point ``{"kind": "point", "x", "y", "label"}`` or a box ``{"kind": "box", "box"}``,
     in working pixels, added to the session. ``image``: the digest of the photo the page
     clicked, when it says; a click on a photo that has since been replaced is refused.
-    ``on_network``: called with the network's own mask before it is refined."""
+    ``on_draft``: called with the network's own mask before it is refined, if this is the
+    first prompt (the only one a draft is shown for)."""
     session = page.require_session()
     if image is not None and image != session.image.digest:
         raise PictureError("The photo changed before that click arrived: click again.")
     prompt = checked(prompt, session.image.size)
+    on_network = None if session.prompts else on_draft
     return page.changed(session=session.click(prompt, on_network=on_network))
 
 
@@ -126,14 +135,9 @@ def perform(token: str, payload: dict, client: str = "") -> tuple[Page, bool]:
             path = _openable(path)
         return STORE.update(token, lambda p: open_image(p, path), client), True
     draft = draft_number(payload.get("draft")) if operation == "prompt" else None
-
-    def publish(mask) -> None:  # the network's mask, drawn by the page until it is refined
-        DRAFTS.publish(token, draft, mask_png(mask))
-
+    on_draft = None if draft is None else _publisher(token, draft)
     changes = {
-        "prompt": lambda p: add_prompt(
-            p, payload.get("prompt"), payload.get("image"), None if draft is None else publish
-        ),
+        "prompt": lambda p: add_prompt(p, payload.get("prompt"), payload.get("image"), on_draft),
         "undo": undo,
         "clear": clear,
         "choose": lambda p: choose(p, payload.get("index")),
@@ -147,6 +151,19 @@ def perform(token: str, payload: dict, client: str = "") -> tuple[Page, bool]:
     finally:
         if draft is not None:
             DRAFTS.finish(token, draft)
+
+
+def _publisher(token: str, draft: int) -> Callable[[np.ndarray], None]:
+    """Publishes a click's network mask as the page's ``draft`` (``picture_drafts``). The
+    draft is a help, not a must: a failure to publish it is logged, and the click goes on."""
+
+    def publish(mask: np.ndarray) -> None:
+        try:
+            DRAFTS.publish(token, draft, mask_png(mask))
+        except Exception as err:
+            log_unexpected("publishing a draft", err)
+
+    return publish
 
 
 def draft_number(value) -> int | None:

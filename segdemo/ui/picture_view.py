@@ -70,9 +70,14 @@ def status_line(page: Page) -> str:
 
 
 def view(page: Page, token: str, with_photo: bool = False) -> dict:
-    """What the page draws: the mask, the prompts, the status line; and the photo itself
-    when ``with_photo`` (a new image)."""
-    shown = {"token": token, "version": page.version, "status": status_line(page)}
+    """What the page draws: the mask, the prompts, the status line, whether masks are
+    refined on the photo; and the photo itself when ``with_photo`` (a new image)."""
+    shown = {
+        "token": token,
+        "version": page.version,
+        "status": status_line(page),
+        "refined": page.refined,
+    }
     session = page.session
     if session is None:
         return {**shown, "image": None, "prompts": [], "mask": None}

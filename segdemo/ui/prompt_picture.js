@@ -217,26 +217,31 @@ async function ask(operation) {
   }
 }
 
-// A first click with the refinement on is the slowest to answer: the cut runs on both of
-// its views. So the click asks for a draft too, and a second call, sent beside it, gets the
+// A first click with the refinement on is the slowest to answer: each of its proposals gets
+// a graph cut. So the click asks for a draft too, and a second call, sent beside it, gets the
 // network's own mask the moment the network has answered; the page draws it faded on the
 // preview canvas until the refined mask replaces it. A draft never covers a newer answer.
 let draftNumber = 0;
 
+function firstClickOn(image) {
+  return shown && shown.image === image && shown.prompts.length === 0;
+}
+
 function wantsDraft(operation) {
   const prompt = operation.prompt;
   return fast && operation.op === "prompt" && prompt.kind === "point" && prompt.label === 1 &&
-    shown && shown.image === operation.image && shown.prompts.length === 0;
+    firstClickOn(operation.image) && shown.refined;
 }
 
 async function showDraft(operation, startedAt) {
   drafted = operation;
   try {
     await ready;
-    const answer = await server.draft({ token, click: operation.draft });
+    const answer = await server.draft({ token, draft: operation.draft });
     if (drafted !== operation || !answer || !answer.mask) return;
     const mask = await decode(answer.mask);
-    if (drafted !== operation) return;
+    // Not over another photo sent meanwhile (an example picked), nor over a click's answer.
+    if (drafted !== operation || !firstClickOn(operation.image)) return;
     const ctx = previewCanvas.getContext("2d");
     ctx.clearRect(0, 0, previewCanvas.width, previewCanvas.height);
     ctx.drawImage(mask, 0, 0);

@@ -15,6 +15,7 @@ reached. Each page's state lives in ``picture_store.STORE`` under its token.
 from __future__ import annotations
 
 import functools
+import inspect
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -58,6 +59,17 @@ def _message(err: Exception, where: str) -> str:
 
 
 def _answers_errors(fn: Callable[..., dict]) -> Callable[..., dict]:
+    if inspect.iscoroutinefunction(fn):  # one that waits on the event loop
+
+        @functools.wraps(fn)
+        async def waiting(payload, request: gr.Request | None = None):
+            try:
+                return await fn(payload if isinstance(payload, dict) else {}, request)
+            except Exception as err:
+                return {"error": _message(err, fn.__name__)}
+
+        return waiting
+
     @functools.wraps(fn)
     def wrapper(payload, request: gr.Request | None = None):
         try:
@@ -123,21 +135,18 @@ def preview(payload: dict, request: gr.Request | None = None) -> dict:
     return {"image": session.image.digest, "mask": mask_png(clicked.current.mask)}
 
 
+@_answers_errors
 async def draft(payload: dict, request: gr.Request | None = None) -> dict:
-    """``{"token", "click"}`` -> ``{"mask"}``: the network's own mask for the page's click
-    ``click`` (its number, sent as the ``draft`` of that ``prompt``), as soon as the network
+    """``{"token", "draft"}`` -> ``{"mask"}``: the network's own mask for the page's first
+    click numbered ``draft`` (the number sent with that ``prompt``), as soon as the network
     has answered it; ``{"skipped": true}`` once the click is answered without one. The page
     draws it until the refined mask comes (``picture_drafts``). It waits on the event loop,
     holding no thread, and at most ``DRAFT_WAIT`` seconds."""
-    try:
-        payload = payload if isinstance(payload, dict) else {}
-        token, click = checked_token(payload), draft_number(payload.get("click"))
-        if click is None:
-            raise PictureError("A draft names its click by a number.")
-        STORE.get(token).require_session()
-        mask = await DRAFTS.wait(token, click)
-    except Exception as err:
-        return {"error": _message(err, "draft")}
+    token, number = checked_token(payload), draft_number(payload.get("draft"))
+    if number is None:
+        raise PictureError("A draft names its click by a number.")
+    STORE.get(token).require_session()
+    mask = await DRAFTS.wait(token, number)
     return {"skipped": True} if mask is None else {"mask": mask}
 
 

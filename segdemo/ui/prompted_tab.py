@@ -80,8 +80,8 @@ photo's edges best is shown (**edge contrast**). For `click_net`'s first click t
 better of its two masks on three objects in four; always the better one would give 0.57 IoU
 after one click instead of 0.48, so when the first mask has the wrong size, look at the other
 below the picture. Switch the refinement off to see the network alone. A first click takes
-longest to refine (the cut runs on both of its views), so its network mask shows at once,
-faded, until the refined one replaces it: the two stages, one after the other.
+longest to refine (each of its masks gets a cut of its own), so the network's mask shows at
+once, faded, until the refined one replaces it: the two stages, one after the other.
 
 **What that buys, measured** on 160 real photos never trained on (COCO MVal): the IoU after
 one click, and the clicks needed for 85% and 90% IoU (of 20):
