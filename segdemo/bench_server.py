@@ -99,16 +99,16 @@ def _server_clicks(
     page.open(path)
     if refine is not None:
         page.operate("refine", **refine)
+    # The draft calls' own connection, as the browser sends them beside the click.
+    caller = None if drafts is None else PictureClient(url, component_id=page.component_id)
     ms = []
     for k, (x, y, positive) in enumerate(points):
         if k % 8 == 0:
             page.operate("clear")
         drafted = None
-        if drafts is not None and k % 8 == 0 and positive:
-            drafted = _draft_call(PictureClient(url, component_id=page.component_id), page, k)
-        fields = {} if drafted is None else {"draft": k}
-        prompt = {"kind": "point", "x": x, "y": y, "label": int(positive)}
-        answer = page.operate("prompt", prompt=prompt, **fields)
+        if caller is not None and k % 8 == 0 and positive:
+            drafted = _draft_call(caller, page, k)
+        answer = page.point(x, y, positive, **({} if drafted is None else {"draft": k}))
         if drafted is not None:
             drafted.join()
         if k >= WARM_UP:
@@ -122,9 +122,8 @@ def _server_clicks(
 
 
 def _draft_call(caller: PictureClient, page: PictureClient, click: int) -> threading.Thread:
-    """The draft call for ``page``'s ``click``, sent now from a thread on its own connection
-    (as the browser sends it beside the click); once joined, the thread's ``ms`` is its time
-    to a draft (None if it answered without one)."""
+    """The draft call for ``page``'s ``click``, sent now by ``caller`` from a thread; once
+    joined, the thread's ``ms`` is its time to a draft (None if it answered without one)."""
 
     def call() -> None:
         began = time.perf_counter()

@@ -52,6 +52,7 @@ class PictureClient:
             uploaded = self.http.post("/gradio_api/upload", files={"files": f}).json()[0]
         return self.operate("open", path=uploaded)
 
-    def point(self, x: float, y: float, positive: bool = True) -> dict:
+    def point(self, x: float, y: float, positive: bool = True, **fields) -> dict:
+        """A click; ``fields``: more of the operation's payload (``draft``: its number)."""
         prompt = {"kind": "point", "x": x, "y": y, "label": int(positive)}
-        return self.operate("prompt", prompt=prompt)
+        return self.operate("prompt", prompt=prompt, **fields)
