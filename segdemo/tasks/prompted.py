@@ -29,7 +29,8 @@ from segdemo.prompts import Click, PromptError, Prompts, reaching, settle_clicks
 from segdemo.registry import get_spec, load_model
 from segdemo.tasks.click_model import ClickPrompter
 from segdemo.tasks.promptable import ImageState, Prediction, Prompter
-from segdemo.tasks.refine import edge_contrast, refine
+from segdemo.tasks.refine import edge_contrast
+from segdemo.tasks.refine_helper import refine_views
 from segdemo.tasks.sam_prompter import EVERYTHING_MIN_IOU, SamPrompter
 
 PROMPTERS: dict[str, Callable[[Any], Prompter]] = {"sam": SamPrompter, "click": ClickPrompter}
@@ -119,14 +120,12 @@ def refined(
 ) -> Prediction:
     """Each of ``prediction``'s masks refined on ``photo`` (``tasks.refine``), the model's
     probabilities as its soft prior, and the feedback that hands the refined mask back.
-    Several masks are ranked by how well their outlines follow the photo's edges
-    (``edge_contrast``)."""
+    Several masks are refined at once on the two cores (``refine_helper``) and ranked by how
+    well their outlines follow the photo's edges (``edge_contrast``)."""
     beliefs = prediction.probabilities
     if beliefs is None:
         beliefs = prediction.masks.astype(np.float32)
-    masks = np.stack(
-        [refine(photo, belief, prompts.clicks, prompts.box, previous) for belief in beliefs]
-    )
+    masks = np.stack(refine_views(photo, beliefs, prompts.clicks, prompts.box, previous))
     feedback = tuple(map(prompter.shown, prediction.feedback, masks))
     scores = prediction.scores
     if len(masks) > 1:
