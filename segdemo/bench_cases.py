@@ -9,6 +9,7 @@ downloaded here).
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import resource
 import time
@@ -56,6 +57,18 @@ CASES = (
         "click_net + refinement, later click, 640×480",
         ("click_net",),
         "setup_refined_click_net_click",
+    ),
+    Case(
+        "click_net + refinement, first click on the real photos, 640×480",
+        ("click_net",),
+        "setup_refined_click_net_real_first",
+        runs=24,
+    ),
+    Case(
+        "the same, its two cuts one after the other (no helper)",
+        ("click_net",),
+        "setup_refined_click_net_real_first_alone",
+        runs=24,
     ),
     Case("sam_tiny image embedding, 640×480", ("sam_tiny",), "setup_sam_tiny_embed"),
     Case("sam_tiny click, 640×480", ("sam_tiny",), "setup_sam_tiny_click"),
@@ -213,6 +226,31 @@ def _setup_refined_click(prompter, zoomed: bool = False) -> Callable:
     )
 
 
+def _setup_real_first_clicks(helper: bool) -> Callable:
+    """First clicks on the four real photos in turn, three places on each (the server
+    benchmark's first clicks), through the app's rules with the refinement on the photo; a
+    lone click's two cuts on the two cores (``helper``) or one after the other."""
+    from segdemo.bench_clicks import click_points
+    from segdemo.prompts import Click, Prompts, reaching
+    from segdemo.tasks import refine_helper
+    from segdemo.tasks.prompted import propose
+
+    refine_helper.USE_HELPER = helper
+    prompter = _prompter("click_net")
+    clicks = []
+    for photo in real_photos().values():
+        image = prompter.prepare(photo)
+        for x, y, _ in click_points(photo.shape[:2], 22)[::8]:
+            clicks.append((photo, image, Prompts((reaching(Click(x, y, True), None),))))
+    turns = itertools.cycle(clicks)
+
+    def first_click():
+        photo, image, prompts = next(turns)
+        return propose(prompter, image, prompts, photo=photo)
+
+    return first_click
+
+
 def _random_vit_b():
     import torch
 
@@ -236,6 +274,14 @@ def setup_refined_click_net_first() -> Callable:
 
 def setup_refined_click_net_click() -> Callable:
     return _setup_refined_click(_prompter("click_net"), zoomed=True)
+
+
+def setup_refined_click_net_real_first() -> Callable:
+    return _setup_real_first_clicks(helper=True)
+
+
+def setup_refined_click_net_real_first_alone() -> Callable:
+    return _setup_real_first_clicks(helper=False)
 
 
 def setup_refined_sam_tiny_click() -> Callable:

@@ -32,6 +32,7 @@ from segdemo.tasks.refine import refine
 HELPER_WAIT = 5.0  # seconds: a view takes well under one, so a later answer means trouble
 RESTART_AFTER = 60.0  # seconds after a failure before a new helper is started
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # where ``python -m segdemo...`` works
+USE_HELPER = True  # False: every view is cut here, one after the other (the benchmark compares)
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ def refine_views(photo, beliefs, clicks=(), box=None, previous=None) -> list[np.
     """``tasks.refine.refine(photo, belief, clicks, box, previous)`` for each of ``beliefs``
     (``HxW float32`` each): the first here while the helper cuts the others."""
     calls = [(photo, belief, clicks, box, previous) for belief in beliefs]
-    if len(calls) < 2 or not _in_use.acquire(blocking=False):
+    if len(calls) < 2 or not USE_HELPER or not _in_use.acquire(blocking=False):
         return [refine(*call) for call in calls]
     try:
         helper = _asked(calls[1:])
