@@ -68,14 +68,30 @@ class Server:
     log: Path
 
     def memory_mb(self) -> dict[str, float]:
-        """The server's resident memory now (``rss``) and at its highest so far (``peak``), in
-        MiB, from /proc (Linux)."""
-        fields = {}
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            name, _, value = line.partition(":")
-            if name in ("VmRSS", "VmHWM"):
-                fields[name] = int(value.split()[0]) / 1024
-        return {"rss": fields["VmRSS"], "peak": fields["VmHWM"]}
+        """The resident memory of the server and its helper processes now (``rss``) and the
+        sum of their highest so far (``peak``), in MiB, from /proc (Linux)."""
+        totals = {"VmRSS": 0.0, "VmHWM": 0.0}
+        for pid in [self.process.pid, *_children(self.process.pid)]:
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+            except FileNotFoundError:  # a helper that has just ended
+                continue
+            for line in status.splitlines():
+                name, _, value = line.partition(":")
+                if name in totals:
+                    totals[name] += int(value.split()[0]) / 1024
+        return {"rss": totals["VmRSS"], "peak": totals["VmHWM"]}
+
+
+def _children(pid: int) -> list[int]:
+    """The process's child processes (Linux's /proc/PID/task/*/children)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            found += [int(child) for child in (task / "children").read_text().split()]
+        except FileNotFoundError:  # a thread that has just ended
+            continue
+    return found
 
 
 @contextmanager

@@ -235,7 +235,7 @@ def _setup_real_first_clicks(helper: bool) -> Callable:
     from segdemo.tasks import refine_helper
     from segdemo.tasks.prompted import propose
 
-    refine_helper.USE_HELPER = helper
+    refine_helper.SECOND_CORE.enabled = helper
     prompter = _prompter("click_net")
     clicks = []
     for photo in real_photos().values():

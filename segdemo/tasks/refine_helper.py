@@ -3,21 +3,29 @@
 A lone click asks for several masks (``click_model``'s whole image and close-up, SAM's three),
 and each is refined on the photo (``tasks.refine``). PyMaxflow holds the GIL while it cuts, so
 two threads would cut one after the other. A helper process, which imports only the
-refinement, cuts every view but the first while this process cuts the first: on two cores a
-first click's refinement takes about as long as its first view (the whole image's, usually
-the slowest) instead of all of them.
+refinement, cuts every view but the first while the server cuts the first: for ``click_net``
+the whole image's view, usually the slowest, so a first click waits about as long as for that
+one cut instead of both. (SAM's helper cuts two of its three masks.) The masks are the same
+either way.
 
-The helper starts on first use and stops when this process ends (at the end of its socket).
-One refinement uses it at a time; another one meanwhile cuts all its views here. A helper that
-fails, or answers later than ``HELPER_WAIT``, is killed and its views are cut here, so the
-masks are the same either way; a new one starts at the next use, but not within
-``RESTART_AFTER`` of a failure.
+- The helper starts at the first lone click and is used once it says it is ready; until then,
+  and while another refinement uses it, the views are cut here.
+- It exits at the end of its socket: when the server closes its end, or ends in any way.
+- Every request is numbered and its answer must carry the number, so no answer can reach
+  another click. A helper that fails, or answers later than ``HELPER_WAIT``, is killed and its
+  views are cut here; a new one starts at a later lone click, no sooner than ``RETRY_AFTER``
+  after the failure, twice as long after each failure in a row.
+- An error in a view's cut (the helper's answer) is not the helper's failure: the view is cut
+  here again, which raises the same error for the caller to report.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -27,40 +35,62 @@ from pathlib import Path
 
 import numpy as np
 
+from segdemo.prompts import Box, Click
 from segdemo.tasks.refine import refine
 
-HELPER_WAIT = 5.0  # seconds: a view takes well under one, so a later answer means trouble
-RESTART_AFTER = 60.0  # seconds after a failure before a new helper is started
-PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # where ``python -m segdemo...`` works
-USE_HELPER = True  # False: every view is cut here, one after the other (the benchmark compares)
+HELPER_WAIT = 1.0  # seconds for each way of a request: a view's cut takes a small part of it
+RETRY_AFTER = 60.0  # seconds after a failure before a new helper may start; doubled each time
+MOST_RETRY = 3600.0
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder that holds ``segdemo``
+READY = "ready"
 
 log = logging.getLogger(__name__)
 
 
 class _Helper:
-    """A child process that answers lists of ``refine`` calls over a socket."""
+    """The child process and our end of its socket. Sending and receiving each give up after
+    ``HELPER_WAIT`` (the socket's own time-outs), so a stuck helper cannot hold a click."""
 
     def __init__(self):
         ours, theirs = socket.socketpair()
-        with theirs:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", __name__, str(theirs.fileno())],
-                pass_fds=(theirs.fileno(),),
-                cwd=PACKAGE_ROOT,
-                stdin=subprocess.DEVNULL,
-            )
+        wait = struct.pack("ll", int(HELPER_WAIT), int(HELPER_WAIT % 1 * 1e6))
+        ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, wait)
+        ours.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, wait)
+        path = os.pathsep.join(filter(None, [str(PACKAGE_ROOT), os.environ.get("PYTHONPATH")]))
+        try:
+            with theirs:
+                self.process = subprocess.Popen(
+                    [sys.executable, "-m", __name__, str(theirs.fileno())],
+                    pass_fds=(theirs.fileno(),),
+                    env={**os.environ, "PYTHONPATH": path},
+                    stdin=subprocess.DEVNULL,
+                )
+        except BaseException:
+            ours.close()
+            raise
         self.connection = Connection(ours.detach())
+        self.ready = False
+        self.asked = 0  # the number of the last request sent
+
+    def is_ready(self) -> bool:
+        """Whether the helper has said it is ready (without waiting)."""
+        if not self.ready and self.connection.poll(0):
+            self.ready = self.connection.recv() == READY
+            if not self.ready:
+                raise RuntimeError("the helper's first word was not 'ready'")
+        return self.ready
 
     def ask(self, calls: list[tuple]) -> None:
-        self.connection.send(calls)
+        self.asked += 1
+        self.connection.send((self.asked, calls))
 
-    def answer(self) -> list[np.ndarray]:
-        """The masks for the calls asked; raises if the helper failed or is late."""
+    def answer(self) -> list[np.ndarray] | Exception:
+        """The masks for the request sent last, or the error its cut raised in the helper."""
         if not self.connection.poll(HELPER_WAIT):
             raise TimeoutError(f"no answer within {HELPER_WAIT} s")
-        answer = self.connection.recv()
-        if isinstance(answer, BaseException):
-            raise answer
+        number, answer = self.connection.recv()
+        if number != self.asked:
+            raise RuntimeError(f"the answer to request {number} came for request {self.asked}")
         return answer
 
     def close(self) -> None:
@@ -69,80 +99,120 @@ class _Helper:
         self.process.wait()
 
 
-_helper: _Helper | None = None
-_failed_at = -RESTART_AFTER
-_in_use = threading.Lock()
+class SecondCore:
+    """Refinements of several views, the first here and the others in a helper process.
+    ``enabled``: False cuts every view here, one after the other (the benchmark compares)."""
+
+    def __init__(self):
+        self.enabled = True
+        self.helper: _Helper | None = None
+        self.failures = 0  # failures in a row
+        self.retry_at = 0.0  # no new helper before this (time.monotonic)
+        self.views_cut = 0  # views the helpers have cut, all told
+        self._lock = threading.Lock()  # one refinement at a time uses the helper
+
+    def refine_views(
+        self,
+        photo: np.ndarray,
+        beliefs,
+        clicks: tuple[Click, ...] = (),
+        box: Box | None = None,
+        previous: np.ndarray | None = None,
+    ) -> list[np.ndarray]:
+        """``tasks.refine.refine(photo, belief, clicks, box, previous)`` for each of
+        ``beliefs`` (``HxW float32`` each)."""
+        calls = [(photo, belief, clicks, box, previous) for belief in beliefs]
+        if len(calls) < 2 or not self.enabled or not self._lock.acquire(blocking=False):
+            return [refine(*call) for call in calls]
+        try:
+            helper = self._asked(calls[1:])
+            try:
+                first = refine(*calls[0])
+            except BaseException:
+                if helper is not None:  # its answer is not wanted: no later call may read it
+                    self._stop()
+                raise
+            return [first, *self._answered(helper, calls[1:])]
+        finally:
+            self._lock.release()
+
+    def stop(self) -> None:
+        """Stop the helper, if one runs; a later lone click starts a new one."""
+        with self._lock:
+            self._stop()
+
+    def forget_in_fork(self) -> None:
+        """In a forked child: the helper is the parent's, so the child starts its own."""
+        if self.helper is not None:
+            self.helper.connection.close()
+        self.helper, self._lock = None, threading.Lock()
+
+    def _asked(self, calls: list[tuple]) -> _Helper | None:
+        """The helper, ready and asked to cut ``calls``; None if there is no ready helper (one
+        is started if there is none and a failure does not forbid it)."""
+        try:
+            if self.helper is None and time.monotonic() >= self.retry_at:
+                self.helper = _Helper()
+            if self.helper is None or not self.helper.is_ready():
+                return None
+            self.helper.ask(calls)
+            return self.helper
+        except Exception as error:  # the process would not start, or its socket broke
+            self._failed(error)
+            return None
+
+    def _answered(self, helper: _Helper | None, calls: list[tuple]) -> list[np.ndarray]:
+        """The helper's masks for ``calls``, or the same masks cut here."""
+        if helper is not None:
+            try:
+                answer = helper.answer()
+            except Exception as error:  # EOFError, OSError, TimeoutError, a wrong number
+                self._failed(error)
+            else:
+                self.failures = 0
+                if not isinstance(answer, Exception):
+                    self.views_cut += len(answer)
+                    return answer
+        return [refine(*call) for call in calls]
+
+    def _failed(self, error: BaseException) -> None:
+        self.failures += 1
+        wait = min(MOST_RETRY, RETRY_AFTER * 2 ** (self.failures - 1))
+        log.warning("the refinement helper failed (%r); its views are cut here", error)
+        self._stop()
+        self.retry_at = time.monotonic() + wait
+
+    def _stop(self) -> None:
+        if self.helper is not None:
+            self.helper.close()
+        self.helper = None
+
+
+SECOND_CORE = SecondCore()
+os.register_at_fork(after_in_child=SECOND_CORE.forget_in_fork)
 
 
 def refine_views(photo, beliefs, clicks=(), box=None, previous=None) -> list[np.ndarray]:
-    """``tasks.refine.refine(photo, belief, clicks, box, previous)`` for each of ``beliefs``
-    (``HxW float32`` each): the first here while the helper cuts the others."""
-    calls = [(photo, belief, clicks, box, previous) for belief in beliefs]
-    if len(calls) < 2 or not USE_HELPER or not _in_use.acquire(blocking=False):
-        return [refine(*call) for call in calls]
-    try:
-        helper = _asked(calls[1:])
-        try:
-            first = refine(*calls[0])
-        finally:  # the helper's answer is read even so, or the next call would get it
-            others = _answer(helper, calls[1:])
-        return [first, *others]
-    finally:
-        _in_use.release()
-
-
-def _asked(calls: list[tuple]) -> _Helper | None:
-    """The helper, started if need be, with ``calls`` sent to it; None if there is none."""
-    global _helper
-    if _helper is None and time.monotonic() - _failed_at < RESTART_AFTER:
-        return None
-    try:
-        _helper = _helper or _Helper()
-        _helper.ask(calls)
-    except OSError as error:
-        _failed(error)
-    return _helper
-
-
-def _answer(helper: _Helper | None, calls: list[tuple]) -> list[np.ndarray]:
-    """The helper's masks for ``calls``, or the same masks cut here if there is no helper or
-    it failed."""
-    if helper is not None:
-        try:
-            return helper.answer()
-        except Exception as error:  # EOFError, OSError, TimeoutError, the helper's own
-            _failed(error)
-    return [refine(*call) for call in calls]
-
-
-def _failed(error: BaseException) -> None:
-    global _failed_at
-    log.warning("the refinement helper failed (%r); its views are cut here", error)
-    stop()
-    _failed_at = time.monotonic()
-
-
-def stop() -> None:
-    """Stop the helper if one runs; the next use starts a new one."""
-    global _helper
-    if _helper is not None:
-        _helper.close()
-    _helper = None
+    """``SECOND_CORE.refine_views``: each of ``beliefs`` refined on ``photo``."""
+    return SECOND_CORE.refine_views(photo, beliefs, clicks, box, previous)
 
 
 def serve(descriptor: int) -> None:
-    """The helper's loop: answer each list of calls until the parent's end closes."""
+    """The helper's loop: say it is ready, then answer each numbered list of calls until the
+    server's end closes. Ctrl-C in the server's terminal is the server's to handle."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     connection = Connection(descriptor)
-    while True:
-        try:
-            calls = connection.recv()
-        except EOFError:
-            return
-        try:
-            answer = [refine(*call) for call in calls]
-        except Exception as error:  # sent back: the parent cuts these views itself
-            answer = error
-        connection.send(answer)
+    try:
+        connection.send(READY)
+        while True:
+            number, calls = connection.recv()
+            try:
+                answer = [refine(*call) for call in calls]
+            except Exception as error:  # the server cuts these views again, and reports it
+                answer = error
+            connection.send((number, answer))
+    except (EOFError, OSError):  # the server is gone
+        return
 
 
 if __name__ == "__main__":
