@@ -227,10 +227,12 @@ def _setup_refined_click(prompter, zoomed: bool = False) -> Callable:
 
 
 def _setup_real_first_clicks(helper: bool) -> Callable:
-    """First clicks on the four real photos in turn, three places on each (the server
-    benchmark's first clicks), through the app's rules with the refinement on the photo; a
-    lone click's two cuts on the two cores (``helper``) or one after the other."""
-    from segdemo.bench_clicks import click_points
+    """First clicks on the four real photos in turn, three places on each (where the server
+    benchmark's clicks start over on a new object, its warm-up's included), through the app's
+    rules with the refinement on the photo; a lone click's two cuts on the two cores
+    (``helper``) or one after the other."""
+    from segdemo.bench_clicks import WARM_UP, click_points
+    from segdemo.bench_server import NEW_OBJECT_EVERY, SERVER_CLICKS
     from segdemo.prompts import Click, Prompts, reaching
     from segdemo.tasks import refine_helper
     from segdemo.tasks.prompted import propose
@@ -240,7 +242,7 @@ def _setup_real_first_clicks(helper: bool) -> Callable:
     clicks = []
     for photo in real_photos().values():
         image = prompter.prepare(photo)
-        for x, y, _ in click_points(photo.shape[:2], 22)[::8]:
+        for x, y, _ in click_points(photo.shape[:2], SERVER_CLICKS + WARM_UP)[::NEW_OBJECT_EVERY]:
             clicks.append((photo, image, Prompts((reaching(Click(x, y, True), None),))))
     turns = itertools.cycle(clicks)
 

@@ -20,12 +20,14 @@ from segdemo.picture_client import PictureClient
 
 PICTURE_BEFORE = "88753b8"  # the last commit before the prompt session held its own state
 SERVER_GAP_SECONDS = 0.5  # corrections come fast, about half a second apart
+NEW_OBJECT_EVERY = 8  # every eighth click clears the prompts: a first click on a new object
+SERVER_CLICKS = 20  # timed clicks on each photo
 
 
 def server_click_ms(
     photo: np.ndarray,
     real_photos: dict[str, np.ndarray],
-    clicks: int = 20,
+    clicks: int = SERVER_CLICKS,
     before: str = PICTURE_BEFORE,
 ) -> list:
     """Median and p90 of ``server_ms`` over ``clicks`` clicks: for this tree with the
@@ -103,10 +105,11 @@ def _server_clicks(
     caller = None if drafts is None else PictureClient(url, component_id=page.component_id)
     ms = []
     for k, (x, y, positive) in enumerate(points):
-        if k % 8 == 0:
+        starts_over = k % NEW_OBJECT_EVERY == 0
+        if starts_over:
             page.operate("clear")
         drafted = None
-        if caller is not None and k % 8 == 0 and positive:
+        if caller is not None and starts_over and positive:
             drafted = _draft_call(caller, page, k)
         answer = page.point(x, y, positive, **({} if drafted is None else {"draft": k}))
         if drafted is not None:
@@ -114,7 +117,7 @@ def _server_clicks(
         if k >= WARM_UP:
             ms.append(answer["server_ms"])
             if first is not None:
-                first.append(k % 8 == 0)
+                first.append(starts_over)
             if drafted is not None and drafted.ms is not None:
                 drafts.append(drafted.ms)
         time.sleep(SERVER_GAP_SECONDS)
