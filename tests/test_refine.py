@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+import segdemo.tasks.refine as refinement
 from segdemo.clicks import iou
 from segdemo.prompts import CLICK_RADIUS, Box, Click, Prompts, settle_clicks
 from segdemo.tasks.classical import ClickDiscsPrompter
@@ -125,6 +126,29 @@ def test_a_cut_that_hardly_moves_is_not_refitted(monkeypatch):
     full, twice = solved(shown, RefineSettings(settled=0.0))
     assert (once, twice) == (1, 2) and iou(early, full) > 0.99 and iou(early, truth) > 0.95
     assert solved(prior, RefineSettings())[1] == 2
+
+
+def test_a_first_prompt_is_cut_on_a_smaller_window(monkeypatch):
+    """With no mask shown before it, the cut runs at ``first_side`` on its long side; a
+    correction at ``side``. Either way the mask comes back at the photo's size."""
+    image, truth = two_tone(240, 320)
+    rough = np.zeros(truth.shape, np.float32)
+    rough[20:220, 20:300] = 0.8
+    sides = []
+    cut = refinement.cut_mask
+    monkeypatch.setattr(
+        refinement,
+        "cut_mask",
+        lambda image, *rest: sides.append(max(image.shape[:2])) or cut(image, *rest),
+    )
+    click = (Click(140, 120, True),)
+    first = refine(image, rough, click)
+    later = refine(image, rough, click, previous=first)
+    settings = RefineSettings()
+    assert settings.first_side < settings.side
+    assert (
+        sides == [settings.first_side, settings.side] and first.shape == later.shape == truth.shape
+    )
 
 
 def test_star_convexity_keeps_the_object_one_piece_around_the_click():
