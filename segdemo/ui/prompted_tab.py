@@ -88,13 +88,13 @@ one click, and the clicks needed for 85% and 90% IoU (of 20):
 
 | pipeline | 1 click: IoU | 85% IoU | 90% IoU |
 |---|---|---|---|
-| `click_net` + refinement (default) | 0.48 | 6.6 | 8.9 |
+| `click_net` + refinement (default) | 0.48 | 6.7 | 9.0 |
 | `click_net` alone | 0.31 | 14.5 | 17.4 |
-| `sam_tiny` + refinement | 0.41 | 6.8 | 9.1 |
-| the same graph cut from the clicks alone | 0.43 | 7.1 | 9.5 |
+| `sam_tiny` + refinement | 0.41 | 6.7 | 9.0 |
+| the same graph cut from the clicks alone | 0.43 | 7.0 | 9.6 |
 | random walker (classical) | 0.34 | 10.1 | 13.7 |
 
-The photo is what the networks lacked; what learning adds on top is small (half a click at
+The photo is what the networks lacked; what learning adds on top is small (about half a click at
 90% IoU, against the graph cut from the clicks alone). The official SAM checkpoints, which
 learned from 11 million photos, follow object boundaries far better.
 """
