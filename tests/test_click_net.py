@@ -15,7 +15,13 @@ from segdemo.data.composites import make_composite
 from segdemo.imaging import prepare_image
 from segdemo.prompts import Box, Click, PromptError, Prompts, parse_prompts
 from segdemo.registry import ModelUnavailableError
-from segdemo.tasks.click_model import CLOSE_UP, MIN_WINDOW, click_maps, focus_window
+from segdemo.tasks.click_model import (
+    CLOSE_UP,
+    MIN_WINDOW,
+    ClickPrompter,
+    click_maps,
+    focus_window,
+)
 from segdemo.tasks.prompt_session import PromptSession, working_prompts
 from segdemo.tasks.promptable import ImageState, Prediction
 from segdemo.tasks.prompted import prompter_for, propose, segment_everything
@@ -96,6 +102,26 @@ def test_a_lone_click_gets_the_whole_view_and_a_close_up(random_weights):
     contrast = edge_contrast(image.pixels, refined.masks)
     assert refined.scores == pytest.approx(contrast, rel=1e-5)
     assert refined.chosen == int(np.argmax(contrast))
+
+
+@pytest.mark.parametrize("box", [None, Box(60, 40, 300, 260)])
+def test_a_lone_clicks_own_mask_is_handed_over_before_the_close_up_runs(
+    random_weights, monkeypatch, box
+):
+    """The page's draft: the mask the network alone shows (its whole view) is handed over as
+    soon as it is computed, before the close-up, and is the one the prediction ranks first."""
+    prompter = prompter_for("click_net")
+    image = prompter.prepare(photo(2, size=(300, 400)))
+    runs, handed = [], []
+    run = ClickPrompter._run
+    monkeypatch.setattr(ClickPrompter, "_run", lambda self, *a: runs.append(1) or run(self, *a))
+    prompts = Prompts((Click(180.0, 150.0, True),), box)
+    prediction = prompter.predict(
+        image, prompts, None, True, lambda mask: handed.append((len(runs), mask))
+    )
+    [(runs_before, mask)] = handed
+    assert runs_before == 1 and len(runs) == 2 and len(prediction.masks) == 2
+    assert prediction.best == 0 and np.array_equal(mask, prediction.masks[0])
 
 
 @pytest.mark.parametrize("shape", [(120, 160), (40, 320), (320, 40)])
@@ -252,7 +278,7 @@ class RegionPrompter:
     def prepare(self, pixels):
         return ImageState(None, 0.0)
 
-    def predict(self, image, prompts, feedback, multimask):
+    def predict(self, image, prompts, feedback, multimask, early=None):
         x, y = prompts.points[0].astype(int)
         mask = self.regions == self.regions[y, x]
         if self.spill:

@@ -47,7 +47,7 @@ class RandomWalkerPrompter:
         value = (np.asarray(small, np.float64) / 255.0, (h, w))
         return ImageState(value, time.perf_counter() - began)
 
-    def predict(self, image: ImageState, prompts: Prompts, feedback, multimask=False):
+    def predict(self, image: ImageState, prompts: Prompts, feedback, multimask=False, early=None):
         small, (h, w) = image.value
         sh, sw = small.shape[:2]
         seeds = np.zeros((sh, sw), np.int32)
@@ -97,7 +97,7 @@ class ClickDiscsPrompter:
     def prepare(self, pixels: np.ndarray) -> ImageState:
         return ImageState(pixels.shape[:2], 0.0)
 
-    def predict(self, image: ImageState, prompts: Prompts, feedback, multimask=False):
+    def predict(self, image: ImageState, prompts: Prompts, feedback, multimask=False, early=None):
         shape = image.value
         probability = np.full(shape, 1 - DISC_LEAN, np.float32)
         radius = DISC_SHARE * max(shape)

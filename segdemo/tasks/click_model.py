@@ -136,7 +136,7 @@ class ClickPrompter:
 
     @torch.no_grad()
     def predict(
-        self, image: ImageState, prompts: Prompts, feedback, multimask: bool = False
+        self, image: ImageState, prompts: Prompts, feedback, multimask: bool = False, early=None
     ) -> Prediction:
         rgb: torch.Tensor = image.value
         size = tuple(rgb.shape[-2:])
@@ -148,9 +148,17 @@ class ClickPrompter:
         if multimask:
             x, y = clicks[0].x, clicks[0].y
             windows.append(_widened(x, y, x, y, 1.0, CLOSE_UP * max(size), size))
-        probabilities = np.stack([self._run(rgb, window, clicks, before) for window in windows])
-        if prompts.box is not None:  # a box says: nothing outside me
-            probabilities[:, ~prompts.box.covers(size)] = 0.0
+
+        def belief(window: Window) -> np.ndarray:
+            probability = self._run(rgb, window, clicks, before)
+            if prompts.box is not None:  # a box says: nothing outside me
+                probability[~prompts.box.covers(size)] = 0.0
+            return probability
+
+        whole = belief(windows[0])
+        if early is not None:  # the whole view always ranks first (below): it is known now
+            early(whole > 0.5)
+        probabilities = np.stack([whole, *map(belief, windows[1:])])
         masks = probabilities > 0.5
         scores = np.array(list(map(self_estimated_iou, probabilities, masks)), np.float32)
         # On photos unlike those it learned from, its own estimate prefers the close-up too

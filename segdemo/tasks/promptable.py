@@ -16,6 +16,7 @@ size.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -59,9 +60,17 @@ class Prompter(Protocol):
         """``HxWx3 uint8`` RGB working image -> its per-image state."""
 
     def predict(
-        self, image: ImageState, prompts: Prompts, feedback: Any | None, multimask: bool
+        self,
+        image: ImageState,
+        prompts: Prompts,
+        feedback: Any | None,
+        multimask: bool,
+        early: Callable[[np.ndarray], None] | None = None,
     ) -> Prediction:
-        """Masks for ``prompts`` given the previous chosen mask's ``feedback`` (None at first)."""
+        """Masks for ``prompts`` given the previous chosen mask's ``feedback`` (None at first).
+        ``early``: a prompter that knows the mask it will rank first (``HxW bool``) before it
+        has computed the others may hand it over at once (the page's draft); one that does
+        not leaves that to its caller."""
 
     def shown(self, feedback: Any, mask: np.ndarray) -> Any:
         """The feedback to hand back when ``mask`` (``HxW bool``, refined on the photo) is

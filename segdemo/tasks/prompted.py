@@ -101,12 +101,20 @@ def propose(
     if prompts.empty:
         raise PromptError("Add a point or a box first: the model needs at least one prompt.")
     several = multimask and prompts.lone_click and prompter.multimask
+    drafted = []
+
+    def draft(own: np.ndarray) -> None:
+        drafted.append(own)
+        on_network(settle_clicks(own[None], prompts.clicks)[0])
+
+    wants_draft = photo is not None and on_network is not None
     with model_turn(wait):
-        prediction = prompter.predict(image, prompts, feedback, several)
+        prediction = prompter.predict(
+            image, prompts, feedback, several, draft if wants_draft else None
+        )
         if photo is not None:
-            if on_network is not None:
-                own = prediction.masks[prediction.best][None]
-                on_network(settle_clicks(own, prompts.clicks)[0])
+            if wants_draft and not drafted:  # the prompter did not hand it over early
+                draft(prediction.masks[prediction.best])
             prediction = refined(prompter, prediction, photo, prompts, previous)
     return replace(prediction, masks=settle_clicks(prediction.masks, prompts.clicks))
 

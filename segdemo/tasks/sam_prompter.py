@@ -71,7 +71,7 @@ class SamPrompter:
         return predictor
 
     def predict(
-        self, image: ImageState, prompts: Prompts, feedback, multimask: bool
+        self, image: ImageState, prompts: Prompts, feedback, multimask: bool, early=None
     ) -> Prediction:
         clicked = bool(prompts.clicks)
         upscaled, scores, logits = self.predictor(image).predict(
