@@ -3,9 +3,9 @@
 A first click with the refinement on is the slowest to answer: each of its proposals gets a
 graph cut. So the page sends, beside the click, a ``draft`` call that waits here. The click's
 ``operate`` call, in its worker thread, publishes the network's mask the moment the network
-has answered (``publish``), before the refinement starts, and ``finish`` once the click is
-answered. The waiting call (``wait``) waits on the server's event loop, so a page waiting for
-its draft holds no thread.
+knows it (``publish``; for ``click_net`` after its first view), before the refinement starts,
+and ``finish`` once the click is answered. The waiting call (``wait``) waits on the server's
+event loop, so a page waiting for its draft holds no thread.
 
 Each token has one slot, for its latest drafted click: a newer click's replaces it and wakes
 a call still waiting for the older one, so a page holds at most one waiting call. A slot's
