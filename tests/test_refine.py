@@ -151,6 +151,22 @@ def test_a_first_prompt_is_cut_on_a_smaller_window(monkeypatch):
     )
 
 
+def test_each_pixels_star_step_heads_for_its_nearest_click():
+    """The star-convexity links follow, from every pixel, the step that brings it closer to
+    its nearest positive click (the first of equally near ones), and none at a click."""
+    centres = np.array([[10.0, 12.0], [30.5, 8.0], [10.0, 12.0], [44.0, 25.0]])
+    step_y, step_x = refinement._steps_to_centres((30, 50), centres)
+    ys, xs = np.mgrid[:30, :50]
+    distances = (xs[..., None] - centres[:, 0]) ** 2 + (ys[..., None] - centres[:, 1]) ** 2
+    nearest = centres[distances.argmin(-1)]
+    before = np.hypot(nearest[..., 0] - xs, nearest[..., 1] - ys)
+    after = np.hypot(nearest[..., 0] - xs - step_x, nearest[..., 1] - ys - step_y)
+    moved = (step_x != 0) | (step_y != 0)
+    closer = (after < before) | (before <= 1)  # a click between pixels: a step may pass it
+    assert closer[moved].all() and (before[~moved] < 1).all()
+    assert step_x[12, 10] == step_y[12, 10] == 0
+
+
 def test_star_convexity_keeps_the_object_one_piece_around_the_click():
     image, truth = two_tone()
     # A second red square away from the clicked ellipse, which the network half believes in

@@ -243,7 +243,8 @@ def _links(image: np.ndarray, smooth: float, centres=()) -> tuple[np.ndarray, ..
     ids = np.arange(shape[0] * shape[1]).reshape(shape)
     step = _steps_to_centres(shape, np.asarray(centres, np.float64)) if len(centres) else None
     pairs = [_pairs(shape, offset) for offset in OFFSETS]
-    squared = [((image[here] - image[there]) ** 2).sum(-1) for here, there in pairs]
+    channels = np.ascontiguousarray(np.moveaxis(image, -1, 0))  # a channel's pixels side by side
+    squared = [sum((c[here] - c[there]) ** 2 for c in channels) for here, there in pairs]
     beta = 1.0 / (2 * max(1e-6, np.mean(squared[0]) / 2 + np.mean(squared[1]) / 2))
     heads, tails, forward, backward = [], [], [], []
     for offset, (here, there), sq in zip(OFFSETS, pairs, squared, strict=True):
@@ -263,10 +264,12 @@ def _steps_to_centres(shape: tuple[int, int], centres: np.ndarray) -> tuple[np.n
     """Per pixel, the step (rows, columns), each -1, 0 or 1, to the neighbour on its straight
     way to the nearest of ``centres`` (``Nx2`` x, y); (0, 0) at a centre itself."""
     h, w = shape
-    ys, xs = np.mgrid[:h, :w].astype(np.float64)
-    nearest = np.argmin(
-        (xs[..., None] - centres[:, 0]) ** 2 + (ys[..., None] - centres[:, 1]) ** 2, -1
-    )
+    ys, xs = (axis.astype(np.float64) for axis in np.ogrid[:h, :w])
+    nearest, closest = np.zeros(shape, np.intp), np.full(shape, np.inf)
+    for k, (x, y) in enumerate(centres):  # the first of equally near centres, as argmin's
+        distance = (xs - x) ** 2 + (ys - y) ** 2
+        nearest = np.where(distance < closest, k, nearest)
+        closest = np.minimum(distance, closest)
     dx, dy = centres[nearest, 0] - xs, centres[nearest, 1] - ys
     tan_22_5 = np.tan(np.pi / 8)  # the 8 neighbours each cover 45 degrees of directions
     step_x = np.where(np.abs(dx) > tan_22_5 * np.abs(dy), np.sign(dx), 0).astype(np.int8)
