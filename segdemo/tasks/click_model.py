@@ -148,11 +148,12 @@ class ClickPrompter:
         if multimask:
             x, y = clicks[0].x, clicks[0].y
             windows.append(_widened(x, y, x, y, 1.0, CLOSE_UP * max(size), size))
+        outside = None if prompts.box is None else ~prompts.box.covers(size)
 
         def belief(window: Window) -> np.ndarray:
             probability = self._run(rgb, window, clicks, before)
-            if prompts.box is not None:  # a box says: nothing outside me
-                probability[~prompts.box.covers(size)] = 0.0
+            if outside is not None:  # a box says: nothing outside me
+                probability[outside] = 0.0
             return probability
 
         whole = belief(windows[0])

@@ -101,10 +101,10 @@ def propose(
     if prompts.empty:
         raise PromptError("Add a point or a box first: the model needs at least one prompt.")
     several = multimask and prompts.lone_click and prompter.multimask
-    drafted = []
+    drafted = []  # True once the draft is out
 
     def draft(own: np.ndarray) -> None:
-        drafted.append(own)
+        drafted.append(True)
         on_network(settle_clicks(own[None], prompts.clicks)[0])
 
     wants_draft = photo is not None and on_network is not None

@@ -99,6 +99,11 @@ class _Helper:
         self.process.wait()
 
 
+def _cut_each(calls: list[tuple]) -> list[np.ndarray]:
+    """``refine(*call)`` for each of ``calls``, one after the other, in this process."""
+    return [refine(*call) for call in calls]
+
+
 class SecondCore:
     """Refinements of several views, the first here and the others in a helper process.
     ``enabled``: False cuts every view here, one after the other (the benchmark compares)."""
@@ -123,7 +128,7 @@ class SecondCore:
         ``beliefs`` (``HxW float32`` each)."""
         calls = [(photo, belief, clicks, box, previous) for belief in beliefs]
         if len(calls) < 2 or not self.enabled or not self._lock.acquire(blocking=False):
-            return [refine(*call) for call in calls]
+            return _cut_each(calls)
         try:
             helper = self._asked(calls[1:])
             try:
@@ -173,7 +178,7 @@ class SecondCore:
                 if not isinstance(answer, Exception):
                     self.views_cut += len(answer)
                     return answer
-        return [refine(*call) for call in calls]
+        return _cut_each(calls)
 
     def _failed(self, error: BaseException) -> None:
         self.failures += 1
@@ -207,7 +212,7 @@ def serve(descriptor: int) -> None:
         while True:
             number, calls = connection.recv()
             try:
-                answer = [refine(*call) for call in calls]
+                answer = _cut_each(calls)
             except Exception as error:  # the server cuts these views again, and reports it
                 answer = error
             connection.send((number, answer))
