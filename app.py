@@ -15,6 +15,7 @@ from starlette.middleware import Middleware
 
 from segdemo import registry
 from segdemo.examples import EXAMPLES_DIR, photo_examples
+from segdemo.heap import keep_freed_memory
 from segdemo.ui import (
     classify_tab,
     guard,
@@ -45,6 +46,7 @@ DELETE_CACHE = (600, 3600)
 
 
 def build_app() -> gr.Blocks:
+    keep_freed_memory()  # each click reuses the memory the one before it freed (segdemo.heap)
     with gr.Blocks(title=TITLE, delete_cache=DELETE_CACHE) as demo:
         gr.Markdown(INTRO)
         with gr.Tabs():

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from segdemo.bench_cases import THREADS, flower_photo, real_photos, run_cases
 from segdemo.bench_endpoints import run_endpoints
+from segdemo.heap import keep_freed_memory
 from segdemo.weights import REPO_ROOT
 
 
@@ -145,6 +146,7 @@ def render_server_clicks(rows: list[dict]) -> str:
 
 
 def main(args: argparse.Namespace) -> None:
+    keep_freed_memory()  # as the app does (segdemo.heap): the in-process rows time its code
     rows, baseline = run_cases(args.repeats, args.reference_repeats)
     endpoints = [] if args.no_endpoints else run_endpoints(args.endpoint_repeats)
     clicks = run_clicks(args)

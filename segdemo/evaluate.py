@@ -22,6 +22,7 @@ import torch
 from segdemo.coco import SIZE_RANGES, CocoScorer
 from segdemo.data.flowers import make_flowers
 from segdemo.data.scenes import CLASS_NAMES, make_scene
+from segdemo.heap import keep_freed_memory
 from segdemo.metrics import PooledIoU
 from segdemo.models.maskrcnn import class_names
 from segdemo.prompted_eval import (
@@ -408,6 +409,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def main(args: argparse.Namespace) -> None:
+    keep_freed_memory()  # thousands of clicks, each reusing what the one before freed
     torch.set_num_threads(args.threads)
     names = tuple(args.names) or FLOWER_MODELS + SCENE_MODELS + INSTANCE_MODELS
     tables = []

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from segdemo.heap import keep_freed_memory
 from segdemo.prompts import Box, Click
 from segdemo.tasks.refine import refine
 
@@ -206,6 +207,7 @@ def serve(descriptor: int) -> None:
     """The helper's loop: say it is ready, then answer each numbered list of calls until the
     server's end closes. Ctrl-C in the server's terminal is the server's to handle."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    keep_freed_memory()  # each cut reuses the memory the one before it freed (segdemo.heap)
     connection = Connection(descriptor)
     try:
         connection.send(READY)

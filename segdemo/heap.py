@@ -1,0 +1,38 @@
+"""Keep the memory a click frees for the next click, instead of handing it back at once.
+
+A click allocates tens of megabytes for a moment: the network's activations, the cut's graph,
+full-size probability maps. By default glibc's malloc gives most of that back to the system as
+soon as it is freed, so the next click, half a second later, faults every page in again. On a
+2-core virtual machine that cost a correction on a real photo about a quarter of its time (the
+network's forward pass 47 against 33 ms, building the cut's graph 13 against 3 ms, clicks half
+a second apart). ``keep_freed_memory`` raises glibc's thresholds (mallopt(3)) so that up to
+``TRIM_THRESHOLD`` of freed memory stays in the process: what a process holds at rest grows by
+at most that much, and its peak not at all.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import platform
+
+# mallopt(3)'s parameters, from glibc's <malloc.h>
+M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3
+MIB = 2**20
+MMAP_THRESHOLD = 32 * MIB  # blocks at least this large get pages of their own (and give them back)
+TRIM_THRESHOLD = 64 * MIB  # free memory at the heap's top kept for later, at most
+TOP_PAD = 8 * MIB  # extra memory asked for each time the heap grows
+
+
+def keep_freed_memory() -> bool:
+    """Set this process's malloc to keep freed memory (see the module's docstring). Returns
+    whether it could: only glibc on Linux has these settings; elsewhere nothing changes."""
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    settings = (
+        (M_MMAP_THRESHOLD, MMAP_THRESHOLD),
+        (M_TRIM_THRESHOLD, TRIM_THRESHOLD),
+        (M_TOP_PAD, TOP_PAD),
+    )
+    return all(libc.mallopt(option, value) == 1 for option, value in settings)
