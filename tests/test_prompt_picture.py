@@ -20,7 +20,7 @@ from segdemo.ui import picture_ops, picture_store, prompt_picture
 from segdemo.ui.picture_drafts import DRAFTS
 from segdemo.ui.picture_ops import add_prompt, clear, open_image, undo
 from segdemo.ui.picture_store import PictureError, PictureStore, checked_token, new_token
-from segdemo.ui.picture_view import view
+from segdemo.ui.picture_view import mask_png, view
 
 
 def decoded(data_url: str) -> Image.Image:
@@ -62,6 +62,22 @@ def test_the_drawn_mask_is_the_mask_and_its_outline_stays_inside(photos):
     assert set(np.unique(palette[mask])) <= {1, 2} and (palette[~mask] == 0).all()
     assert shown["prompts"] == [{"kind": "point", "x": 150.0, "y": 120.0, "label": 1}]
     assert shown["size"] == [320, 240] and "photo" not in shown
+
+
+def test_the_outline_is_the_masks_pixels_within_two_steps_of_its_background():
+    """Index 2 (white) on the mask's pixels two 4-neighbour steps or fewer from a background
+    pixel, 1 (fill) deeper inside; the photo's border is no edge of the mask."""
+    mask = np.zeros((40, 50), bool)
+    mask[5:30, 0:20] = True  # touches the left border
+    mask[12, 8] = False  # a one-pixel hole
+    near_background = np.zeros_like(mask)
+    padded = np.pad(~mask, 2)  # outside the photo: not background
+    for dy in range(-2, 3):
+        for dx in range(-2, 3):
+            if abs(dy) + abs(dx) <= 2:
+                near_background |= padded[2 + dy : 42 + dy, 2 + dx : 52 + dx]
+    expected = np.where(mask, np.where(near_background, 2, 1), 0)
+    assert np.array_equal(np.asarray(decoded(mask_png(mask))), expected)
 
 
 def test_clicks_are_taken_and_kept_in_working_pixels_and_exported_at_the_original_size(tmp_path):
