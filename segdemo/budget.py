@@ -10,14 +10,12 @@ A big job runs (``MemoryBudget.run``) on one of ``RENDER_THREADS`` threads of lo
 priority, so that on two cores the model's turns, which every user's clicks wait for, still
 get the processor first.
 
-Freed memory is handed back to the system (glibc only): without that, the heap keeps every
-peak and a server that once decoded a big photo stays that big.
+After a big job its freed memory is handed back to the system (``heap.give_back_memory``):
+without that, a server that once decoded a big photo stays that big.
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import os
 import threading
 import time
@@ -25,6 +23,8 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import TypeVar
+
+from segdemo.heap import give_back_memory
 
 T = TypeVar("T")
 
@@ -38,29 +38,6 @@ RENDER_NICE = 10  # Linux "nice" of the render threads: a tenth of a normal thre
 
 class ServerBusyWithImages(ValueError):
     """The memory for big images is taken for longer than a user should wait."""
-
-
-def _libc():
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
-    except OSError:  # not glibc (macOS, musl): nothing to tune
-        return None
-
-
-LIBC = _libc()
-if LIBC is not None:
-    # Arrays of 1 MiB and more get pages of their own, returned to the system when freed.
-    # glibc otherwise raises this threshold after each big free, and later big arrays come
-    # from the heap, which rarely shrinks (a server that grew to 7 GB stayed there).
-    M_MMAP_THRESHOLD = -3
-    LIBC.mallopt(M_MMAP_THRESHOLD, 1 << 20)
-
-
-def give_back_memory() -> None:
-    """Return the heap's free pages to the system (a no-op where glibc is absent)."""
-    if LIBC is not None:
-        LIBC.malloc_trim(0)
 
 
 class MemoryBudget:
