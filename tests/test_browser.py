@@ -40,6 +40,7 @@ from segdemo.data.scenes import make_scene
 from segdemo.examples import flower_examples, ground_truth, photo_examples, scene_examples
 from segdemo.models.patch_classifier import output_size
 from segdemo.tasks.finetune import labels_from_mask
+from segdemo.ui.prompted_tab import MVAL_CURVE
 
 pytestmark = pytest.mark.skipif(
     not chromium_available(),
@@ -259,6 +260,14 @@ def test_refine_on_the_photo_switches_between_the_refined_and_the_networks_mask(
         assert iou(shown, read_png(files[details["best"]])) >= 0.99
     set_refinement(page, True)
     assert np.array_equal(drawn_mask(page), refined)
+
+
+def test_the_prompted_tab_shows_the_measured_curve_of_clicks(page):
+    """Beside its table of MVal figures, the prompted tab shows the IoU-vs-clicks plot that
+    ``python -m segdemo.evaluate`` drew, loaded in the page."""
+    panel = open_tab(page, "prompted")
+    panel.locator("#prompted-mval-curve").scroll_into_view_if_needed()
+    assert natural_size(page, "#prompted-mval-curve") == Image.open(MVAL_CURVE).size[::-1]
 
 
 def test_two_users_clicking_at_once_each_see_their_own_mask(app_url, client, tmp_path):

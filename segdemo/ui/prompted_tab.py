@@ -43,6 +43,11 @@ from segdemo.ui.picture_view import (
     view,
 )
 from segdemo.ui.prompt_picture import PromptPicture, queued
+from segdemo.weights import REPO_ROOT
+
+# The mean IoU after each click of every pipeline in the table below, as the last run of
+# ``python -m segdemo.evaluate click_net sam_tiny --data ../shared/data/coco_mval`` drew it.
+MVAL_CURVE = REPO_ROOT / "docs" / "prompted_coco_mval_curve.png"
 
 EXPLANATION = """
 **Two ways to let a click in.** A prompted model must bring together two things: what the
@@ -96,7 +101,8 @@ one click, and the clicks needed for 85% and 90% IoU (of 20):
 
 The photo is what the networks lacked; what learning adds on top is small (about half a click at
 90% IoU, against the graph cut from the clicks alone). The official SAM checkpoints, which
-learned from 11 million photos, follow object boundaries far better.
+learned from 11 million photos, follow object boundaries far better. Below: each pipeline's
+mean IoU after every click on the same photos.
 """
 
 
@@ -316,6 +322,14 @@ def build_tab(label_targets: list[list[gr.components.Component]] = ()) -> None:
                 if label_targets:
                     send = gr.Button("Train tabs 1 and 2 on this mask (Train on this image)")
                 gr.Markdown(EXPLANATION)
+                if MVAL_CURVE.is_file():
+                    gr.Image(
+                        str(MVAL_CURVE),
+                        label="Mean IoU after each click, 160 COCO MVal photos",
+                        format="png",
+                        interactive=False,
+                        elem_id="prompted-mval-curve",
+                    )
         with gr.Accordion("Segment everything", open=False):
             everything_button = gr.Button("Segment everything", variant="primary")
             everything_image = result_image("Automatic masks")
