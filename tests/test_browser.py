@@ -270,6 +270,37 @@ def test_the_prompted_tab_shows_the_measured_curve_of_clicks(page):
     assert natural_size(page, "#prompted-mval-curve") == Image.open(MVAL_CURVE).size[::-1]
 
 
+def test_the_downloads_are_the_refined_mask_shown_even_when_asked_for_during_the_draft(
+    page, tmp_path
+):
+    """A first click on a real photo larger than the working size, and "Mask PNG" pressed as
+    soon as the network's draft is drawn: the file is the refined mask the picture then shows
+    (not the draft), at the photo's original size; the cut-out's opaque pixels are that mask
+    at the working size."""
+    cat = Image.open([p for p in photo_examples() if p.endswith("chelsea.png")][0])
+    big = cat.convert("RGB").resize((cat.width * 3, cat.height * 3), Image.BICUBIC)
+    big.save(tmp_path / "cat.png")
+    open_photo(page, str(tmp_path / "cat.png"))
+    page.evaluate(KEEP_DRAFTS_JS)
+    click_picture(page, 340, 340)
+    page.wait_for_function("window.segdemoDrafts.length > 0")
+    with page.expect_download() as pressed:
+        picture_button(page, "Mask PNG").click()
+    downloaded = read_png(pressed.value.path())
+    wait_for_prompts(page, 1)
+    shown = drawn_mask(page)
+    draft = opaque_pixels(page.evaluate("window.segdemoDraftDrawn"))
+    assert shown.shape == (681, 1024) and downloaded.shape == (big.height, big.width)
+    assert iou(draft, shown) < 0.9  # had the draft been downloaded, the file would differ
+    at_original = np.asarray(Image.fromarray(shown).resize(big.size, Image.NEAREST))
+    assert iou(downloaded, at_original) >= 0.99
+    with page.expect_download() as pressed:
+        picture_button(page, "Cut-out PNG").click()
+    cutout = np.asarray(Image.open(pressed.value.path()))
+    assert cutout.shape == (*shown.shape, 4)
+    assert np.array_equal(cutout[..., 3] > 0, shown)
+
+
 def test_two_users_clicking_at_once_each_see_their_own_mask(app_url, client, tmp_path):
     from gradio_client import handle_file
 
