@@ -490,14 +490,17 @@ def test_brush_strokes_in_the_editor_become_the_training_labels(page):
 
 def test_a_mask_from_the_prompted_tab_trains_the_classifier(page):
     """The prompted tab's mask becomes the classification tab's label with one button: the
-    labels the fine-tuning reads are that mask, minus a margin at its boundary."""
+    mask sent is the refined mask the picture shows, and the labels the fine-tuning reads are
+    that mask, minus a margin at its boundary."""
     panel, pixels, _, inside = click_the_biggest_flower(page)
     mask_pixels(page, 1)
+    shown = drawn_mask(page)
     panel.get_by_role("button", name="Train tabs 1 and 2 on this mask").click()
 
     open_tab(page, "classify")
     sent = picture(page, "#classify-finetune-mask")[..., 0] > 127
     assert sent.shape == pixels.shape[:2] and sent[inside.y, inside.x]
+    assert np.array_equal(sent, shown)  # the refined mask the picture shows
     fine_tune_the_classifier(page, steps=20)
     green, red = labels_as_read(page)
     foreground, background = labels_from_mask(sent)
