@@ -1,9 +1,11 @@
 """The app's default prompted pipeline on real photos it never trained on (COCO MVal).
 
-A fixed subset keeps the suite short: 20 of the 160 objects, none of those the refinement's
-weights were chosen on (``prompted_eval.TUNING_EVERY``). The floors are the figures measured
-on this subset less a margin; ``python -m segdemo.evaluate click_net --data
-../shared/data/coco_mval`` gives the whole table.
+The default pipeline runs on all 160 objects (a few minutes): its figures there are asserted
+against the aims it reaches, and its mean IoU must never fall from one click to the next.
+The comparisons with the network alone and the classical cut run on a fixed subset: 20 of
+the objects, none of those the refinement's weights were chosen on
+(``prompted_eval.TUNING_EVERY``), with floors measured on it less a margin.
+``python -m segdemo.evaluate click_net --data ../shared/data/coco_mval`` gives the whole table.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import pytest
 
 from segdemo.prompted_eval import (
     TUNING_EVERY,
+    NocResult,
     first_click_masks,
     folder_samples,
     lead,
@@ -39,6 +42,16 @@ NOC85_CEILING = 8.5
 NOC90_CEILING = 10.5
 DROP_TOLERANCE = 0.015
 
+# On all 160 objects: mIoU@1 0.481, NoC@85 6.69, NoC@90 8.98, the mean IoU never falling.
+# The aims for clicks are asserted as they are. The first click's aim (0.5) is not reached,
+# so its floor sits 0.02 under the figure: about two standard errors of a change measured
+# object by object (README), so a change that costs the first click shows here.
+ALL_OBJECTS = 160
+ALL_MIOU_1_FLOOR = 0.46
+ALL_NOC85_AIM = 7.5
+ALL_NOC90_AIM = 10.0
+ALL_DROP_TOLERANCE = 0.005
+
 pytestmark = pytest.mark.skipif(not MVAL.is_dir(), reason=f"no COCO MVal at {MVAL}")
 
 
@@ -50,14 +63,40 @@ def subset():
 
 
 @pytest.fixture(scope="module")
-def pipelines():
+def every_object():
+    """The default pipeline on all the objects."""
+    return noc_curves(prompter_for("click_net"), folder_samples(MVAL), refine_on_photo=True)
+
+
+@pytest.fixture(scope="module")
+def pipelines(every_object):
     samples = subset()
     net = prompter_for("click_net")
+    rows = slice(1, None, SUBSET_EVERY)  # the subset's objects, as ``subset`` takes them
+    default = NocResult(
+        every_object.names[rows],
+        every_object.ious[rows],
+        every_object.embed_ms,
+        every_object.click_ms,
+    )
+    assert default.names == [name for name, _, _ in samples]
     return {
-        "default": noc_curves(net, samples, refine_on_photo=True),
+        "default": default,
         "network alone": noc_curves(net, samples),
         "classical": noc_curves(ClickDiscsPrompter(), samples, refine_on_photo=True),
     }
+
+
+@pytest.mark.slow
+def test_on_every_object_the_default_reaches_the_aims_and_clicks_never_lower_its_iou(
+    every_object,
+):
+    figures = every_object.summary()
+    assert figures["objects"] == ALL_OBJECTS, figures
+    assert figures["noc85"] <= ALL_NOC85_AIM and figures["noc90"] <= ALL_NOC90_AIM, figures
+    assert figures["miou_1click"] >= ALL_MIOU_1_FLOOR, figures
+    mean = every_object.ious.mean(0)
+    assert np.diff(mean).min() >= -ALL_DROP_TOLERANCE, np.round(mean, 3)
 
 
 def test_the_subset_is_twenty_real_photos(pipelines):
