@@ -43,8 +43,9 @@ ENDPOINTS = [
     Endpoint("/unet_segment", (), -2),
     Endpoint("/maskrcnn_instances", ("maskrcnn", 0.5, 0.5), 3),
     Endpoint("/semantic_vs_instance", (0.5,), None),
-    Endpoint("/prompt_segment", ("POINT", "", "click_net", True), 1),
-    Endpoint("/prompt_segment", ("POINT", "", "sam_tiny", True), 1),
+    # Refined on the photo, as the tab's default: the refinement meets every bad input too.
+    Endpoint("/prompt_segment", ("POINT", "", "click_net", True, True), 1),
+    Endpoint("/prompt_segment", ("POINT", "", "sam_tiny", True, True), 1),
 ]
 
 
@@ -135,6 +136,8 @@ def test_image_inputs(client, inputs, endpoint, case):
         result = client.predict(*call, api_name=endpoint.name)
         if endpoint.mask_output is not None:
             assert mask_size(result, endpoint.mask_output) == expected
+        if endpoint.name == "/prompt_segment":
+            assert result[2]["refined"] is True
     server_still_answers(client)
 
 
@@ -155,7 +158,7 @@ def test_prompt_mistakes(client, case):
     points, box, message = PROMPT_MISTAKES[case]
     with pytest.raises(Exception, match=re.escape(message) if "|" not in message else message):
         client.predict(
-            handle_file(EXAMPLE), points, box, "click_net", True, api_name="/prompt_segment"
+            handle_file(EXAMPLE), points, box, "click_net", True, True, api_name="/prompt_segment"
         )
     server_still_answers(client)
 

@@ -50,8 +50,8 @@ CALLS = {
     "/upsample_compare": (lambda u: (), lambda r: r[-2][0]),
     "/unet_segment": (lambda u: (), lambda r: r[-2][0]),
     "/maskrcnn_instances": (lambda u: ("maskrcnn", 0.5, 0.5), lambda r: r[3]),
-    "/prompt_segment": (
-        lambda u: (json.dumps([u.point]), "", "click_net", True),
+    "/prompt_segment": (  # refined on the photo, as the tab's default
+        lambda u: (json.dumps([u.point]), "", "click_net", True, True),
         lambda r: r[1][r[2]["best"]],
     ),
 }
@@ -60,6 +60,8 @@ CALLS = {
 def call(user: User, endpoint: str) -> np.ndarray:
     arguments, mask_of = CALLS[endpoint]
     result = user.client.predict(handle_file(user.image), *arguments(user), api_name=endpoint)
+    if endpoint == "/prompt_segment":
+        assert result[2]["refined"] is True
     return _read(mask_of(result))
 
 
