@@ -76,7 +76,9 @@ def user(server, files):
     through every attack."""
     page = PictureClient(server.url, session_hash="user", address="10.9.9.9")
     assert "error" not in page.open(str(files["small"]))
-    assert "error" not in page.point(100, 100)
+    clicked = page.point(100, 100)
+    assert "error" not in clicked
+    assert clicked["refined"] is True  # every attack meets the refinement, the default
     return page
 
 
