@@ -17,6 +17,7 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
+from segdemo.bench_clicks import DRAFT_CALL
 from segdemo.browser import (
     KEEP_DRAFTS_JS,
     browser_page,
@@ -299,6 +300,39 @@ def test_the_downloads_are_the_refined_mask_shown_even_when_asked_for_during_the
     cutout = np.asarray(Image.open(pressed.value.path()))
     assert cutout.shape == (*shown.shape, 4)
     assert np.array_equal(cutout[..., 3] > 0, shown)
+
+
+def test_a_draft_that_comes_after_its_clicks_answer_is_never_drawn(page):
+    """The draft call of a first click is held back until the refined mask shows, then let
+    through with the network's mask the server gave it: the page leaves it undrawn, and the
+    picture keeps the refined mask."""
+    held = []
+
+    def hold_drafts(route) -> None:
+        if DRAFT_CALL in (route.request.post_data or ""):
+            held.append((route, route.fetch()))  # the server's answer, kept back
+        else:
+            route.continue_()
+
+    cat = [p for p in photo_examples() if p.endswith("chelsea.png")][0]
+    page.route("**/component_server**", hold_drafts)
+    open_photo(page, cat)
+    page.evaluate(KEEP_DRAFTS_JS)
+    click_picture(page, 150, 150)
+    wait_for_prompts(page, 1)
+    refined = drawn_mask(page)
+    for _ in range(50):  # the held call's handler may still wait on the server's answer
+        if held:
+            break
+        page.wait_for_timeout(100)
+    assert len(held) == 1
+    route, answer = held[0]
+    assert "mask" in answer.json()  # the server did send the network's mask
+    route.fulfill(response=answer)
+    page.wait_for_timeout(500)
+    assert page.evaluate("window.segdemoDrafts.length") == 0
+    assert not drawn_mask(page, ".sd-preview").any()
+    assert np.array_equal(drawn_mask(page), refined)
 
 
 def test_two_users_clicking_at_once_each_see_their_own_mask(app_url, client, tmp_path):
