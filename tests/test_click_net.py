@@ -322,6 +322,39 @@ def test_segment_everything_refines_each_mask_and_keeps_distinct_ones():
         assert after > max(0.97, before), (before, after)
 
 
+class GeneratingPrompter(RegionPrompter):
+    """A stand-in for a model with a mask generator of its own (SAM's automatic one): it
+    returns every region, each spilled, and the largest twice, the second copy shifted."""
+
+    def everything(self, image, pixels, points_per_side, turn, progress=None):
+        with turn():
+            masks = [
+                binary_dilation(self.regions == k, iterations=self.spill)
+                for k in np.unique(self.regions)
+            ]
+        masks.append(np.roll(masks[1], 1, axis=1))
+        return masks, [self.score] * len(masks), self.score
+
+
+def test_segment_everything_refines_a_generators_masks_and_keeps_distinct_ones():
+    """The generator's path refines each of its masks on the photo before masks of the same
+    object are merged, as the grid's path does."""
+    regions = np.zeros((80, 80), np.int32)
+    regions[:, 40:] = 1
+    regions[:20, :20] = 2
+    colours = np.array([[40, 150, 60], [200, 40, 40], [40, 60, 200]])
+    noise = np.random.default_rng(0).normal(0, 10, (80, 80, 3))
+    pixels = np.clip(colours[regions] + noise, 0, 255).astype(np.uint8)
+    generating = GeneratingPrompter(regions, spill=4)
+    rough = segment_everything(generating, None, pixels, 4, None, False)
+    refined = segment_everything(generating, None, pixels, 4, None, True)
+    assert len(refined.masks) == 3  # the shifted copy was the same object
+    for truth in (regions == k for k in range(3)):
+        before = max(iou(m, truth) for m in rough.masks)
+        after = max(iou(m, truth) for m in refined.masks)
+        assert after > max(0.97, before), (before, after)
+
+
 def test_segment_everything_runs_the_click_model(random_weights):
     pixels = prepare_image(photo()).pixels
     prompter = prompter_for("click_net")
