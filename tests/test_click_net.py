@@ -183,10 +183,11 @@ def test_one_training_step_reaches_every_layer():
         assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
 
 
-def test_replaying_the_prompts_gives_the_masks_of_clicking_them(random_weights):
+@pytest.mark.parametrize("refined", [True, False], ids=["refined", "network alone"])
+def test_replaying_the_prompts_gives_the_masks_of_clicking_them(random_weights, refined):
     image = prepare_image(photo(3, (240, 320)))
     prompts = [Click(100, 80, True), Click(40, 200, False), Box(20, 20, 300, 220)]
-    session = PromptSession.open(image, "click_net")
+    session = PromptSession.open(image, "click_net", refined)
     for prompt in [*prompts, Click(150, 120, True)]:
         session = session.click(prompt)
     replayed = session.replay(session.prompts)
@@ -233,13 +234,15 @@ def test_a_failed_model_call_leaves_the_state_as_it_was(random_weights, tmp_path
         too_many.click(Click(5, 5, False))
 
 
-def test_changing_the_model_replays_every_step_with_the_new_model(random_weights):
+@pytest.mark.parametrize("refined", [True, False], ids=["refined", "network alone"])
+def test_changing_the_model_replays_every_step_with_the_new_model(random_weights, refined):
     image = prepare_image(photo(5, (240, 320)))
     prompts = [Click(100, 80, True), Click(200, 150, False)]
-    clicked = PromptSession.open(image, "click_net").replay(prompts)
+    clicked = PromptSession.open(image, "click_net", refined).replay(prompts)
     changed = clicked.with_model("sam_tiny")
     assert changed.model == "sam_tiny" and changed.prompts == clicked.prompts
-    with_sam = PromptSession.open(image, "sam_tiny").replay(prompts)
+    assert changed.refined is refined  # a model change keeps the refinement as it was
+    with_sam = PromptSession.open(image, "sam_tiny", refined).replay(prompts)
     assert len(changed.steps[0].masks) == 3  # SAM's three masks for the lone first click
     for a, b in zip(changed.steps, with_sam.steps, strict=True):
         assert np.array_equal(a.mask, b.mask)
