@@ -26,6 +26,7 @@ from segdemo.heap import keep_freed_memory
 from segdemo.metrics import PooledIoU
 from segdemo.models.maskrcnn import class_names
 from segdemo.prompted_eval import (
+    curve_path,
     first_click_masks,
     folder_samples,
     lead,
@@ -316,7 +317,7 @@ def prompted_table(
         )
     if results:
         where = Path(data).name if data else "procedural validation images"
-        path = curve or REPO_ROOT / "docs" / f"prompted_{where.replace(' ', '_')}_curve.png"
+        path = curve or curve_path(where)
         curves = {label.replace("`", ""): result.ious for label, result in results.items()}
         written = plot_curves(curves, path, f"NoC protocol, {where}")
         rows += [

@@ -27,6 +27,7 @@ from segdemo.prompts import Prompts, reaching
 from segdemo.tasks.promptable import Prompter
 from segdemo.tasks.prompted import propose, protocol_predictor
 from segdemo.tasks.refine import edge_contrast
+from segdemo.weights import REPO_ROOT
 
 # The refinement's few weights (``tasks.refine.RefineSettings``) were chosen on every fourth
 # object of the sorted COCO MVal folder; figures are also given for the other objects.
@@ -177,6 +178,12 @@ def folder_samples(data_dir: Path | str, limit: int | None = None):
             raise ValueError(f"{mask_path.name}: {mask.shape}, image: {prepared.original_size}")
         # The protocol runs at the working size for very large photos.
         yield path.stem, prepared.pixels, prepared.mask_to_working(mask)
+
+
+def curve_path(where: str) -> Path:
+    """Where ``python -m segdemo.evaluate`` draws the IoU-vs-clicks curve of the objects
+    ``where`` names (a data folder's name, or "procedural validation images")."""
+    return REPO_ROOT / "docs" / f"prompted_{where.replace(' ', '_')}_curve.png"
 
 
 VAL_SIZE = (384, 512)  # a photo's frame at the model's input size

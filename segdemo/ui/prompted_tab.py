@@ -17,6 +17,7 @@ from PIL import Image
 from segdemo import viz
 from segdemo.examples import flower_examples, photo_examples, scene_examples
 from segdemo.imaging import PreparedImage, save_png
+from segdemo.prompted_eval import curve_path
 from segdemo.prompts import parse_prompts
 from segdemo.registry import get_spec, is_available, list_models
 from segdemo.tasks.prompt_session import PromptSession, working_prompts
@@ -43,11 +44,10 @@ from segdemo.ui.picture_view import (
     view,
 )
 from segdemo.ui.prompt_picture import PromptPicture, queued
-from segdemo.weights import REPO_ROOT
 
 # The mean IoU after each click of every pipeline in the table below, as the last run of
 # ``python -m segdemo.evaluate click_net sam_tiny --data ../shared/data/coco_mval`` drew it.
-MVAL_CURVE = REPO_ROOT / "docs" / "prompted_coco_mval_curve.png"
+MVAL_CURVE = curve_path("coco_mval")
 
 EXPLANATION = """
 **Two ways to let a click in.** A prompted model must bring together two things: what the
