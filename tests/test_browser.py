@@ -233,13 +233,18 @@ def prompts_shown(page) -> str:
     return points.input_value()
 
 
+def the_cat() -> str:
+    """The path of a real example photo: scikit-image's cat (chelsea)."""
+    return next(p for p in photo_examples() if p.endswith("chelsea.png"))
+
+
 def test_refine_on_the_photo_switches_between_the_refined_and_the_networks_mask(page, client):
     """On a real photo: the first click shows the network's own mask at once (a draft), then
     the refined mask, which differs from it; each is what /prompt_segment returns with the
     refinement on or off, and switching back restores the refined mask."""
     from gradio_client import handle_file
 
-    cat = [p for p in photo_examples() if p.endswith("chelsea.png")][0]
+    cat = the_cat()
     open_photo(page, cat)
     page.evaluate(KEEP_DRAFTS_JS)
     click_picture(page, 150, 150)
@@ -278,7 +283,7 @@ def test_the_downloads_are_the_refined_mask_shown_even_when_asked_for_during_the
     soon as the network's draft is drawn: the file is the refined mask the picture then shows
     (not the draft), at the photo's original size; the cut-out's opaque pixels are that mask
     at the working size."""
-    cat = Image.open([p for p in photo_examples() if p.endswith("chelsea.png")][0])
+    cat = Image.open(the_cat())
     big = cat.convert("RGB").resize((cat.width * 3, cat.height * 3), Image.BICUBIC)
     big.save(tmp_path / "cat.png")
     open_photo(page, str(tmp_path / "cat.png"))
@@ -314,7 +319,7 @@ def test_a_draft_that_comes_after_its_clicks_answer_is_never_drawn(page):
         else:
             route.continue_()
 
-    cat = [p for p in photo_examples() if p.endswith("chelsea.png")][0]
+    cat = the_cat()
     page.route("**/component_server**", hold_drafts)
     open_photo(page, cat)
     page.evaluate(KEEP_DRAFTS_JS)
