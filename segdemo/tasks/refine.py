@@ -24,7 +24,7 @@ proposal stands. Inputs and outputs are the working image's pixels.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import maxflow
@@ -40,20 +40,30 @@ class RefineSettings:
     160 and on the 120 others (``python -m segdemo.evaluate``)."""
 
     side: int = 200  # long side of the window the cut runs on, in pixels
-    # ... and for a prompt with no mask shown before it (a lone click, a first box). Its cut
-    # moves a rough proposal the farthest, which makes the solver's time grow steeply with
-    # the window: on the benchmark's real photos a whole view's cut took a median of 102 ms
-    # at 200 px and 48 ms at 160, for the same MVal figures within 0.1 click.
-    first_side: int = 160
     margin: float = 0.4  # the window: the proposal's and clicks' box widened by this share
     least: float = 0.25  # ... and at least this share of the image's long side
-    network: float = 0.5  # weight of the network's log-odds
+    network: float = 0.25  # weight of the network's log-odds
     colour: float = 1.0  # weight of the colour log-ratio
     smooth: float = 20.0  # weight of the contrast-sensitive boundary term
     bins: int = 16  # colour histogram bins per channel
     iterations: int = 2  # colour fits: the first on the starting labels, the next on the cut
     settled: float = 0.01  # no refit once a cut moves less than this share of the window
     star: bool = True  # the object star-convex about its positive clicks
+    # A prompt with no mask shown before it (a lone click, a first box) has its own window
+    # and weights. Its cut moves a rough proposal the farthest, which makes the solver's time
+    # grow steeply with the window: on the benchmark's real photos a whole view's cut took a
+    # median of 102 ms at 200 px and 48 ms at 160, for the same MVal figures within 0.1 click.
+    first_side: int = 160
+    # The network's first mask on a photo is a blob of about the same size whatever the
+    # object: a first cut trusts this photo's colours over it, and its edges less.
+    first_network: float = 0.08
+    first_smooth: float = 7.0
+
+    def for_first_prompt(self) -> RefineSettings:
+        """The settings of a prompt with no mask shown before it."""
+        return replace(
+            self, side=self.first_side, network=self.first_network, smooth=self.first_smooth
+        )
 
 
 DEFAULT = RefineSettings()
@@ -103,8 +113,9 @@ def refine(
     around = proposal if previous is None else proposal | previous
     rows, cols = window_around(around, clicks, box, settings)
     wh, ww = rows.stop - rows.start, cols.stop - cols.start
-    side = settings.side if previous is not None else settings.first_side
-    scale = min(1.0, side / max(wh, ww))
+    if previous is None:
+        settings = settings.for_first_prompt()
+    scale = min(1.0, settings.side / max(wh, ww))
     size = (max(1, round(ww * scale)), max(1, round(wh * scale)))  # cv2's (width, height)
     image = cv2.resize(pixels[rows, cols], size, interpolation=cv2.INTER_AREA)
     prior = cv2.resize(probability[rows, cols], size, interpolation=cv2.INTER_AREA)
