@@ -31,9 +31,9 @@ from segdemo.tasks.prompted import prompter_for
 MVAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "coco_mval"
 SUBSET = slice(1, None, 8)  # objects 1, 9, 17, ... of the sorted folder: never a tuning object
 
-# Measured on this subset: mIoU@1 0.516, NoC@85 7.6, NoC@90 9.5 (the network alone: 0.303,
-# 14.7, 17.9; the classical cut from the clicks alone: 0.425, 8.15, 10.8), the mean IoU
-# falling at most 0.006 from one click to the next. 20 objects move more than 160 do: one
+# Measured on this subset: mIoU@1 0.505, NoC@85 7.6, NoC@90 9.45 (the network alone: 0.303,
+# 14.7, 17.9; the classical cut from the clicks alone: 0.463, 8.2, 10.35), the mean IoU
+# falling at most 0.004 from one click to the next. 20 objects move more than 160 do: one
 # object that the network loses at a correction (a handbag, 0.88 to 0.57 at its third click)
 # moves this mean by 0.016, so the drop's tolerance here is wider than the 0.005 asked of the
 # whole set (which never falls).
@@ -42,12 +42,10 @@ NOC85_CEILING = 8.5
 NOC90_CEILING = 10.5
 DROP_TOLERANCE = 0.015
 
-# On all 160 objects: mIoU@1 0.481, NoC@85 6.69, NoC@90 8.98, the mean IoU never falling.
-# The aims for clicks are asserted as they are. The first click's aim (0.5) is not reached,
-# so its floor sits 0.02 under the figure: about two standard errors of a change measured
-# object by object (README), so a change that costs the first click shows here.
+# On all 160 objects: mIoU@1 0.508, NoC@85 6.62, NoC@90 8.87, the mean IoU never falling.
+# The issue's aims are asserted as they are.
 ALL_OBJECTS = 160
-ALL_MIOU_1_FLOOR = 0.46
+ALL_MIOU_1_AIM = 0.5
 ALL_NOC85_AIM = 7.5
 ALL_NOC90_AIM = 10.0
 ALL_DROP_TOLERANCE = 0.005
@@ -93,7 +91,7 @@ def test_on_every_object_the_default_reaches_the_aims_and_clicks_never_lower_its
     figures = every_object.summary()
     assert figures["objects"] == ALL_OBJECTS, figures
     assert figures["noc85"] <= ALL_NOC85_AIM and figures["noc90"] <= ALL_NOC90_AIM, figures
-    assert figures["miou_1click"] >= ALL_MIOU_1_FLOOR, figures
+    assert figures["miou_1click"] >= ALL_MIOU_1_AIM, figures
     mean = every_object.ious.mean(0)
     assert np.diff(mean).min() >= -ALL_DROP_TOLERANCE, np.round(mean, 3)
 
@@ -122,7 +120,7 @@ def test_clicks_never_lower_the_default_pipelines_mean_iou(pipelines):
 
 def test_the_default_is_not_behind_the_classical_cut(pipelines):
     """The learned pipeline is the default because it is the best measured, if narrowly: on
-    all 160 objects 0.61 ± 0.22 clicks ahead of the graph cut from the clicks alone at
+    all 160 objects 0.64 ± 0.20 clicks ahead of the graph cut from the clicks alone at
     NoC@90, short of the 1.5 the network would need to earn its place (README, "What this
     shows")."""
     default, classical = pipelines["default"], pipelines["classical"]
@@ -149,9 +147,9 @@ def test_the_lead_over_the_classical_cut_is_measured_object_by_object(pipelines)
 def test_the_photos_edges_choose_the_first_clicks_view():
     """A lone click's two refined masks, the whole image's view and the close-up: the one
     shown beats either view kept always, and is the better of the two on most objects. On
-    this subset: 0.443 and 0.287 for the views, 0.516 shown, the better one shown on 65% of
-    the objects (on all 160: 0.430, 0.281, 0.481 and 74%; the better of the two every time
-    would give 0.572)."""
+    this subset: 0.456 and 0.310 for the views, 0.505 shown, the better one shown on 65% of
+    the objects (on all 160: 0.422, 0.310, 0.508 and 78%; the better of the two every time
+    would give 0.588)."""
     figures = first_click_masks(prompter_for("click_net"), subset()).summary()
     assert figures["objects"] == 20 and len(figures["miou_each"]) == 2, figures
     assert figures["miou_shown"] > max(figures["miou_each"]), figures
