@@ -128,27 +128,28 @@ def test_a_cut_that_hardly_moves_is_not_refitted(monkeypatch):
     assert solved(prior, RefineSettings())[1] == 2
 
 
-def test_a_first_prompt_is_cut_on_a_smaller_window(monkeypatch):
-    """With no mask shown before it, the cut runs at ``first_side`` on its long side; a
-    correction at ``side``. Either way the mask comes back at the photo's size."""
+def test_a_first_prompt_is_cut_on_a_smaller_window_with_its_own_weights(monkeypatch):
+    """With no mask shown before it, the cut runs at ``first_side`` on its long side, with the
+    network and the boundary weighted ``first_network`` and ``first_smooth``; a correction at
+    ``side``, ``network`` and ``smooth``. Either way the mask comes back at the photo's size."""
     image, truth = two_tone(240, 320)
     rough = np.zeros(truth.shape, np.float32)
     rough[20:220, 20:300] = 0.8
-    sides = []
+    cuts = []
     cut = refinement.cut_mask
-    monkeypatch.setattr(
-        refinement,
-        "cut_mask",
-        lambda image, *rest: sides.append(max(image.shape[:2])) or cut(image, *rest),
-    )
+
+    def recorded(image, prior, labels, start, settings, centres):
+        cuts.append((max(image.shape[:2]), settings.network, settings.smooth))
+        return cut(image, prior, labels, start, settings, centres)
+
+    monkeypatch.setattr(refinement, "cut_mask", recorded)
     click = (Click(140, 120, True),)
     first = refine(image, rough, click)
     later = refine(image, rough, click, previous=first)
-    settings = RefineSettings()
-    assert settings.first_side < settings.side
-    assert (
-        sides == [settings.first_side, settings.side] and first.shape == later.shape == truth.shape
-    )
+    s = RefineSettings()
+    assert s.first_side < s.side and s.first_network < s.network and s.first_smooth < s.smooth
+    assert cuts == [(s.first_side, s.first_network, s.first_smooth), (s.side, s.network, s.smooth)]
+    assert first.shape == later.shape == truth.shape
 
 
 def test_each_pixels_star_step_heads_for_its_nearest_click():
