@@ -108,13 +108,13 @@ def refine(
     The colours are first fitted to the previous mask where there is one: it already obeys
     every earlier click, while a network answering a correction can lose the whole object.
     """
+    if previous is None:
+        settings = settings.for_first_prompt()
     h, w = probability.shape
     proposal = probability > 0.5
     around = proposal if previous is None else proposal | previous
     rows, cols = window_around(around, clicks, box, settings)
     wh, ww = rows.stop - rows.start, cols.stop - cols.start
-    if previous is None:
-        settings = settings.for_first_prompt()
     scale = min(1.0, settings.side / max(wh, ww))
     size = (max(1, round(ww * scale)), max(1, round(wh * scale)))  # cv2's (width, height)
     image = cv2.resize(pixels[rows, cols], size, interpolation=cv2.INTER_AREA)
