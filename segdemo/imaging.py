@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import os
 import tempfile
 import time
@@ -353,7 +354,7 @@ def _remove_old_downloads(folder: Path, age: float = DOWNLOAD_SECONDS) -> None:
     # Gradio copies each returned file into its own cache (cleaned by ``delete_cache``): the
     # file here is only needed until then, so anything older than ``age`` goes.
     limit = time.time() - age
-    for old in folder.glob("segdemo-*.png"):
+    for old in folder.glob("segdemo-*"):
         try:
             if old.stat().st_mtime < limit:
                 old.unlink()
@@ -361,18 +362,30 @@ def _remove_old_downloads(folder: Path, age: float = DOWNLOAD_SECONDS) -> None:
             pass
 
 
-def save_png(array: np.ndarray, stem: str = "mask") -> str:
-    """Write an array as a lossless PNG in a fresh file of ``downloads_folder()`` and return
-    its path; files written there more than ``DOWNLOAD_SECONDS`` ago are removed."""
+def _new_download(stem: str, suffix: str, mode: str = "wb"):
+    """A fresh file in ``downloads_folder()``, open for writing; files written there more
+    than ``DOWNLOAD_SECONDS`` ago are removed first, so the folder stays bounded."""
     folder = downloads_folder()
     _remove_old_downloads(folder)
-    # Pillow's copy of the array, and the encoder's buffers.
+    return tempfile.NamedTemporaryFile(
+        mode, prefix=f"segdemo-{stem}-", suffix=suffix, delete=False, dir=folder
+    )
+
+
+def save_png(array: np.ndarray, stem: str = "mask") -> str:
+    """Write an array as a lossless PNG in a fresh download file and return its path."""
 
     def write() -> str:
-        with tempfile.NamedTemporaryFile(
-            prefix=f"segdemo-{stem}-", suffix=".png", delete=False, dir=folder
-        ) as f:
+        with _new_download(stem, ".png") as f:
             Image.fromarray(array).save(f, format="PNG")
             return f.name
 
+    # Pillow's copy of the array, and the encoder's buffers.
     return RENDERS.run(2 * array.nbytes, "a PNG this large", write)
+
+
+def save_json(data: dict, stem: str) -> str:
+    """Write ``data`` as JSON in a fresh download file and return its path."""
+    with _new_download(stem, ".json", "w") as f:
+        json.dump(data, f)
+        return f.name

@@ -230,15 +230,28 @@ def test_a_flood_of_pages_evicts_no_one(server, files, user):
     still_clicks(user)  # a page used a moment ago survives
 
 
-def test_download_pngs_are_removed_after_a_while(tmp_path, monkeypatch):
+def test_downloads_are_removed_after_a_while(tmp_path, monkeypatch):
     from segdemo import imaging
 
     monkeypatch.setattr(imaging, "_downloads_folder", lambda: tmp_path)
     first = imaging.save_png(np.zeros((40, 40), np.uint8), "old")
+    coco = imaging.save_json({"annotations": []}, "old-coco")
     old = time.time() - imaging.DOWNLOAD_SECONDS - 60
-    os.utime(first, (old, old))
-    second = imaging.save_png(np.zeros((40, 40), np.uint8), "new")
-    assert not os.path.exists(first) and os.path.exists(second)
+    for path in (first, coco):
+        os.utime(path, (old, old))
+    second = imaging.save_json({"annotations": []}, "new-coco")
+    assert not os.path.exists(first) and not os.path.exists(coco) and os.path.exists(second)
+
+
+def test_every_tabs_download_is_written_where_old_ones_are_removed():
+    """Mask R-CNN's id map and COCO JSON, one pair per request, go to the downloads folder,
+    which is cleaned as it is written, not to the system's temporary folder."""
+    from segdemo.examples import scene_examples
+    from segdemo.imaging import downloads_folder
+    from segdemo.ui.maskrcnn_tab import maskrcnn_instances_ui
+
+    *_, id_map, coco_file, _ = maskrcnn_instances_ui(scene_examples()[0], "maskrcnn", 0.5, 0.5)
+    assert {Path(id_map).parent, Path(coco_file).parent} == {downloads_folder()}
 
 
 def test_uploads_are_cleaned_up():

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import tempfile
 from pathlib import Path
 
 import gradio as gr
@@ -12,7 +10,7 @@ import numpy as np
 from segdemo import viz
 from segdemo.coco import categories
 from segdemo.examples import scene_examples
-from segdemo.imaging import PreparedImage, save_png
+from segdemo.imaging import PreparedImage, save_json, save_png
 from segdemo.registry import get_spec, is_available, list_models
 from segdemo.tasks.instances import (
     MASK_THRESHOLD,
@@ -116,15 +114,6 @@ def instance_picture(result: InstanceResult) -> np.ndarray:
         boxes.append(tuple(float(v) for v in corners.ravel()))
     masks = [viz.zoom(instance.mask, scale) for instance in result.instances]
     return viz.draw_instances(viz.zoom(prepared.pixels, scale), masks, boxes, _captions(result))
-
-
-def save_json(data: dict, stem: str) -> str:
-    """Write ``data`` as JSON to a fresh temporary file and return its path."""
-    with tempfile.NamedTemporaryFile(
-        "w", prefix=f"segdemo-{stem}-", suffix=".json", delete=False
-    ) as f:
-        json.dump(data, f)
-        return f.name
 
 
 def _summary(result: InstanceResult, score_threshold: float, prepared: PreparedImage) -> str:
