@@ -10,10 +10,12 @@ original image's pixels and the working image's pixels.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -341,13 +343,16 @@ def read_mask(path, what: str = "mask") -> np.ndarray:
 
 
 def downloads_folder() -> Path:
-    """Where the PNGs offered for download are written (one folder per server process)."""
+    """Where the files offered for download are written (one folder per server process,
+    removed when the process exits)."""
     return _downloads_folder()
 
 
 @functools.cache
 def _downloads_folder() -> Path:
-    return Path(tempfile.mkdtemp(prefix="segdemo-downloads-"))
+    folder = Path(tempfile.mkdtemp(prefix="segdemo-downloads-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
 
 
 def _remove_old_downloads(folder: Path, age: float = DOWNLOAD_SECONDS) -> None:

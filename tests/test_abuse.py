@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -27,6 +29,7 @@ from segdemo.bench_abuse import (
 )
 from segdemo.picture_client import PictureClient
 from segdemo.ui import guard, picture_store
+from segdemo.weights import REPO_ROOT
 
 pytestmark = pytest.mark.skipif(
     not Path("/proc/self/status").exists(), reason="reads the server's memory from /proc (Linux)"
@@ -241,6 +244,17 @@ def test_downloads_are_removed_after_a_while(tmp_path, monkeypatch):
         os.utime(path, (old, old))
     second = imaging.save_json({"annotations": []}, "new-coco")
     assert not os.path.exists(first) and not os.path.exists(coco) and os.path.exists(second)
+
+
+def test_the_downloads_folder_goes_when_the_server_exits():
+    script = (
+        "import numpy as np; from segdemo import imaging; "
+        "print(imaging.save_png(np.zeros((8, 8), np.uint8)))"
+    )
+    written = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=REPO_ROOT
+    ).stdout.strip()
+    assert Path(written).name.startswith("segdemo-") and not Path(written).parent.exists()
 
 
 def test_every_tabs_download_is_written_where_old_ones_are_removed():
