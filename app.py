@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 
 import gradio as gr
 from starlette.middleware import Middleware
@@ -94,6 +95,9 @@ def main(argv: list[str] | None = None) -> None:
         registry.set_default_device(args.device)
     except ValueError as err:
         parser.error(str(err))  # a usage message and exit status 2, not a traceback
+    # A service manager stops the server with SIGTERM: it closes as on Ctrl-C, and exits
+    # normally, so that what it wrote goes with it (the downloads folder, segdemo.imaging).
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     build_app().launch(**launch_kwargs(args))
 
 

@@ -257,6 +257,22 @@ def test_the_downloads_folder_goes_when_the_server_exits():
     assert Path(written).name.startswith("segdemo-") and not Path(written).parent.exists()
 
 
+def test_a_stopped_server_leaves_no_downloads_behind(tmp_path, monkeypatch, files):
+    """A service manager stops the server with SIGTERM: it closes as on Ctrl-C, and the
+    folder of its downloads goes with it."""
+    from gradio_client import Client, handle_file
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))  # the server's temporary files, here
+    with app_server(free_port(), tmp_path / "app.log") as running:
+        Client(running.url, verbose=False).predict(
+            handle_file(str(files["small"])), "[[10, 10, 1]]", "", "click_net", True,
+            api_name="/prompt_segment",
+        )
+        assert list(tmp_path.glob("segdemo-downloads-*/segdemo-*.png"))
+    assert running.process.returncode == 0, (tmp_path / "app.log").read_text()[-2000:]
+    assert not list(tmp_path.glob("segdemo-downloads-*"))
+
+
 def test_every_tabs_download_is_written_where_old_ones_are_removed():
     """Mask R-CNN's id map and COCO JSON, one pair per request, go to the downloads folder,
     which is cleaned as it is written, not to the system's temporary folder."""
