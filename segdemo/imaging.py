@@ -20,6 +20,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -367,7 +368,7 @@ def _remove_old_downloads(folder: Path, age: float = DOWNLOAD_SECONDS) -> None:
             pass
 
 
-def _new_download(stem: str, suffix: str, mode: str = "wb"):
+def _new_download(stem: str, suffix: str, mode: str = "wb") -> IO:
     """A fresh file in ``downloads_folder()``, open for writing; files written there more
     than ``DOWNLOAD_SECONDS`` ago are removed first, so the folder stays bounded."""
     folder = downloads_folder()
