@@ -2,8 +2,9 @@
 
 The default pipeline runs on all 160 objects (a few minutes): its figures there are asserted
 against the aims it reaches, and its mean IoU must never fall from one click to the next.
-The comparisons with the network alone and the classical cut run on a fixed subset: 20 of
-the objects, none of those the refinement's weights were chosen on
+So does the classical cut, since the default's lead over it (about 0.6 clicks) is smaller
+than what 20 objects can tell apart. The comparison with the network alone runs on a fixed
+subset: 20 of the objects, none of those the refinement's weights were chosen on
 (``prompted_eval.TUNING_EVERY``), with floors measured on it less a margin.
 ``python -m segdemo.evaluate click_net --data ../shared/data/coco_mval`` gives the whole table.
 """
@@ -31,8 +32,8 @@ from segdemo.tasks.prompted import prompter_for
 MVAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "coco_mval"
 SUBSET = slice(1, None, 8)  # objects 1, 9, 17, ... of the sorted folder: never a tuning object
 
-# Measured on this subset: mIoU@1 0.505, NoC@85 7.6, NoC@90 9.45 (the network alone: 0.303,
-# 14.7, 17.9; the classical cut from the clicks alone: 0.463, 8.2, 10.35), the mean IoU
+# Measured on this subset: mIoU@1 0.505, NoC@85 8.05, NoC@90 9.95 (the network alone: 0.303,
+# 14.7, 17.9; the classical cut from the clicks alone: 0.463, 7.6, 9.8), the mean IoU
 # falling at most 0.004 from one click to the next. 20 objects move more than 160 do: one
 # object that the network loses at a correction (a handbag, 0.88 to 0.57 at its third click)
 # moves this mean by 0.016, so the drop's tolerance here is wider than the 0.005 asked of the
@@ -42,7 +43,8 @@ NOC85_CEILING = 8.5
 NOC90_CEILING = 10.5
 DROP_TOLERANCE = 0.015
 
-# On all 160 objects: mIoU@1 0.508, NoC@85 6.62, NoC@90 8.87, the mean IoU never falling.
+# On all 160 objects: mIoU@1 0.508, NoC@85 6.62, NoC@90 8.89, the mean IoU falling at most
+# 0.0002.
 # The aims (README) are asserted as they are.
 ALL_OBJECTS = 160
 ALL_MIOU_1_AIM = 0.5
@@ -67,9 +69,14 @@ def every_object():
 
 
 @pytest.fixture(scope="module")
+def classical_everywhere():
+    """The same graph cut from the clicks alone, on all the objects."""
+    return noc_curves(ClickDiscsPrompter(), folder_samples(MVAL), refine_on_photo=True)
+
+
+@pytest.fixture(scope="module")
 def pipelines(every_object):
     samples = subset()
-    net = prompter_for("click_net")
     default = NocResult(
         every_object.names[SUBSET],
         every_object.ious[SUBSET],
@@ -77,11 +84,7 @@ def pipelines(every_object):
         every_object.click_ms,
     )
     assert default.names == [name for name, _, _ in samples]
-    return {
-        "default": default,
-        "network alone": noc_curves(net, samples),
-        "classical": noc_curves(ClickDiscsPrompter(), samples, refine_on_photo=True),
-    }
+    return {"default": default, "network alone": noc_curves(prompter_for("click_net"), samples)}
 
 
 @pytest.mark.slow
@@ -118,12 +121,14 @@ def test_clicks_never_lower_the_default_pipelines_mean_iou(pipelines):
     assert np.diff(mean).min() >= -DROP_TOLERANCE, np.round(mean, 3)
 
 
-def test_the_default_is_not_behind_the_classical_cut(pipelines):
+@pytest.mark.slow
+def test_the_default_is_not_behind_the_classical_cut(every_object, classical_everywhere):
     """The learned pipeline is the default because it is the best measured, if narrowly: on
-    all 160 objects 0.64 ± 0.20 clicks ahead of the graph cut from the clicks alone at
+    all 160 objects 0.62 ± 0.20 clicks ahead of the graph cut from the clicks alone at
     NoC@90, short of the 1.5 the network would need to earn its place (README, "What this
-    shows")."""
-    default, classical = pipelines["default"], pipelines["classical"]
+    shows"). On 20 of them the lead is within the noise (7.6 and 9.8 clicks for the classical
+    cut on the subset above, against the default's 8.05 and 9.95)."""
+    default, classical = every_object, classical_everywhere
     for threshold in (0.85, 0.90):
         assert default.noc(threshold) <= classical.noc(threshold), (
             default.summary(),
@@ -131,11 +136,14 @@ def test_the_default_is_not_behind_the_classical_cut(pipelines):
         )
 
 
-def test_the_lead_over_the_classical_cut_is_measured_object_by_object(pipelines):
+@pytest.mark.slow
+def test_the_lead_over_the_classical_cut_is_measured_object_by_object(
+    every_object, classical_everywhere
+):
     """The lead is the difference of the means, and pairing the objects makes its error
     smaller than the two pipelines' errors combined: an object hard for one is hard for
     both."""
-    default, classical = pipelines["default"], pipelines["classical"]
+    default, classical = every_object, classical_everywhere
     saved, error = lead(default, classical)["noc90"]
     assert saved == pytest.approx(classical.noc(0.90) - default.noc(0.90))
     unpaired = np.hypot(

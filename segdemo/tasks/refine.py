@@ -39,7 +39,11 @@ class RefineSettings:
     COCO MVal photo (40 objects, ``segdemo.prompted_eval.TUNING_EVERY``) and are reported on all
     160 and on the 120 others (``python -m segdemo.evaluate``)."""
 
-    side: int = 200  # long side of the window the cut runs on, in pixels
+    # Long side of the window a correction's cut runs on, in pixels. The solver's time grows
+    # steeply with it: on the benchmark's recorded corrections a refinement took 28 / 58 ms
+    # (median / p90) at 176 px against 43 / 83 at 200, for NoC@90 7.15 against 7.30 on the
+    # tuning objects; smaller windows need more clicks (160 px: 23 / 51 ms, but 7.53).
+    side: int = 176
     margin: float = 0.4  # the window: the proposal's and clicks' box widened by this share
     least: float = 0.25  # ... and at least this share of the image's long side
     network: float = 0.25  # weight of the network's log-odds

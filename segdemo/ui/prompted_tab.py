@@ -95,11 +95,11 @@ one click, and the clicks needed for 85% and 90% IoU (of 20):
 |---|---|---|---|
 | `click_net` + refinement (default) | 0.51 | 6.6 | 8.9 |
 | `click_net` alone | 0.31 | 14.5 | 17.4 |
-| `sam_tiny` + refinement | 0.45 | 6.8 | 9.2 |
-| the same graph cut from the clicks alone | 0.44 | 7.2 | 9.5 |
+| `sam_tiny` + refinement | 0.45 | 6.9 | 9.4 |
+| the same graph cut from the clicks alone | 0.44 | 7.1 | 9.5 |
 | random walker (classical) | 0.34 | 10.1 | 13.7 |
 
-The photo is what the networks lacked; what learning adds on top is small (about two thirds
+The photo is what the networks lacked; what learning adds on top is small (about six tenths
 of a click at 90% IoU, against the graph cut from the clicks alone). The official SAM
 checkpoints, which learned from 11 million photos, follow object boundaries far better.
 Below: each pipeline's mean IoU after every click on the same photos.
