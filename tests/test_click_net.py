@@ -6,6 +6,7 @@ import threading
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from scipy.ndimage import binary_dilation
 
@@ -13,6 +14,8 @@ from segdemo import registry
 from segdemo.clicks import iou
 from segdemo.data.composites import make_composite
 from segdemo.imaging import prepare_image
+from segdemo.models.click_net import Merge
+from segdemo.models.unet import ConvBNReLU
 from segdemo.prompts import Box, Click, PromptError, Prompts, parse_prompts
 from segdemo.registry import ModelUnavailableError
 from segdemo.tasks.click_model import (
@@ -42,6 +45,50 @@ def test_the_network_takes_image_clicks_and_mask_at_any_size():
     with torch.no_grad():
         for h, w in ((64, 80), (37, 301), (256, 32)):
             assert net(torch.rand(1, 6, h, w)).shape == (1, 1, h, w)
+
+
+def test_inference_gives_the_layers_own_function():
+    """Eval mode folds each norm into its convolution, keeps the folded weights, and merges
+    a decoder level without concatenating: the same function as the layers as written."""
+    torch.manual_seed(0)
+    net = registry.build_model("click_net")
+    for module in net.modules():  # non-trivial statistics, as after training
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.2, 0.2)
+    net.eval()
+    inputs = torch.rand(1, 6, 70, 45)
+
+    def as_written() -> torch.Tensor:
+        originals = {}
+        for module in net.modules():
+            if isinstance(module, ConvBNReLU):
+                originals[module] = module.forward
+                module.forward = lambda x, m=module: torch.relu(m[1](m[0](x)))
+            elif isinstance(module, Merge):
+                originals[module] = module.forward
+                module.forward = lambda x, skip, m=module: m.refine(
+                    m.reduce(
+                        torch.cat(
+                            [F.interpolate(x, size=skip.shape[-2:], mode="bilinear"), skip], 1
+                        )
+                    )
+                )
+        try:
+            return net(inputs)
+        finally:
+            for module, forward in originals.items():
+                module.forward = forward
+
+    with torch.no_grad():
+        fast = net(inputs)
+        torch.testing.assert_close(fast, as_written(), atol=1e-4, rtol=1e-4)
+        net.load_state_dict(registry.build_model("click_net").state_dict())  # new weights
+        again = net(inputs)  # the kept folded weights follow them
+        torch.testing.assert_close(again, as_written(), atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(fast, again)
 
 
 def test_click_maps_put_disks_in_their_channels():

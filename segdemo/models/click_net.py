@@ -56,16 +56,30 @@ class Level(nn.Module):
 
 
 class Merge(nn.Module):
-    """Upsample the coarser map to the skip's size, concatenate, 1×1 to ``cout``, then 3×3."""
+    """Upsample the coarser map to the skip's size, concatenate, 1×1 to ``cout``, then 3×3.
+
+    In eval mode the same function runs without the concatenation: the 1×1 convolution of
+    ``[up(x), skip]`` is ``W_x·up(x) + W_skip·skip``, and ``W_x·up(x) = up(W_x·x)`` (both are
+    linear, one mixing channels, the other pixels, whose weights sum to 1). So the coarse map
+    is narrowed before it is upsampled, at a quarter of the pixels, and the concatenation of
+    two channels-last maps, a slow copy, is never made.
+    """
 
     def __init__(self, coarse: int, skip: int, cout: int):
         super().__init__()
+        self.coarse = coarse
         self.reduce = ConvBNReLU(coarse + skip, cout, kernel=1)
         self.refine = ConvBNReLU(cout, cout)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            return self.refine(self.reduce(torch.cat([x, skip], 1)))
+        weight, bias = self.reduce.folded()
+        x = F.conv2d(x, weight[:, : self.coarse])
         x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
-        return self.refine(self.reduce(torch.cat([x, skip], 1)))
+        x = F.relu(x + F.conv2d(skip, weight[:, self.coarse :], bias), inplace=True)
+        return self.refine(x)
 
 
 class ClickNet(nn.Module):
@@ -77,11 +91,7 @@ class ClickNet(nn.Module):
         self.config = ClickNetConfig(**config)
         widths = tuple(int(w) for w in self.config.widths)
         self.config.widths = widths
-        self.stem = nn.Sequential(
-            nn.Conv2d(IN_CHANNELS, widths[0], 3, stride=2, padding=1, bias=False),
-            nn.BatchNorm2d(widths[0]),
-            nn.ReLU(inplace=True),
-        )
+        self.stem = ConvBNReLU(IN_CHANNELS, widths[0], stride=2)
         ins = (widths[0], *widths[:-1])
         self.down = nn.ModuleList(
             Level(cin, cout, residual=k >= 2)

@@ -43,9 +43,9 @@ class ConvBNReLU(nn.Sequential):
     ``bn(conv(x)) = conv(x; w·s) + (β - μ·s)`` with ``s = γ / sqrt(σ² + ε)``.
     """
 
-    def __init__(self, cin: int, cout: int, kernel: int = 3):
+    def __init__(self, cin: int, cout: int, kernel: int = 3, stride: int = 1):
         super().__init__(
-            nn.Conv2d(cin, cout, kernel, padding=kernel // 2, bias=False),
+            nn.Conv2d(cin, cout, kernel, stride, padding=kernel // 2, bias=False),
             nn.BatchNorm2d(cout),
             nn.ReLU(inplace=True),
         )
@@ -54,10 +54,30 @@ class ConvBNReLU(nn.Sequential):
         conv, bn = self[0], self[1]
         if self.training:
             return F.relu(bn(conv(x)), inplace=True)
+        weight, bias = self.folded()
+        return F.relu(F.conv2d(x, weight, bias, conv.stride, conv.padding), inplace=True)
+
+    def folded(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The convolution's weight and bias with the norm folded in (eval mode's).
+
+        Without gradients they are kept until a parameter or statistic changes: a tensor's
+        ``_version`` counts its in-place changes (loading weights, an optimiser's step), and
+        its storage changes when it moves (``.to``). Folding anew at every call costs about as
+        much as a small convolution."""
+        if torch.is_grad_enabled():
+            return self._fold()
+        conv, bn = self[0], self[1]
+        tensors = (conv.weight, bn.weight, bn.bias, bn.running_mean, bn.running_var)
+        key = tuple((id(t), t.data_ptr(), t._version) for t in tensors)
+        kept = getattr(self, "_kept_fold", None)  # one attribute: threads share the module
+        if kept is None or kept[0] != key:
+            kept = self._kept_fold = (key, self._fold())
+        return kept[1]
+
+    def _fold(self) -> tuple[torch.Tensor, torch.Tensor]:
+        conv, bn = self[0], self[1]
         scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
-        weight = conv.weight * scale[:, None, None, None]
-        bias = bn.bias - bn.running_mean * scale
-        return F.relu(F.conv2d(x, weight, bias, padding=conv.padding), inplace=True)
+        return conv.weight * scale[:, None, None, None], bn.bias - bn.running_mean * scale
 
 
 def double_conv(cin: int, cout: int) -> nn.Sequential:
