@@ -171,8 +171,9 @@ class ClickPrompter:
 
     def shown(self, feedback, mask: np.ndarray) -> np.ndarray:
         # The network reads back the mask the user saw: the refined one, which obeys every
-        # click, rather than its own proposal.
-        return mask.astype(np.float32)
+        # click, rather than its own proposal. Kept as it is (bool, the step's own mask, no
+        # copy), it is read as 0 and 1 like a probability map.
+        return mask
 
     def _run(
         self, rgb: torch.Tensor, window: Window, clicks: list[Click], before: np.ndarray
