@@ -89,6 +89,10 @@ def test_inference_gives_the_layers_own_function():
         again = net(inputs)  # the kept folded weights follow them
         torch.testing.assert_close(again, as_written(), atol=1e-4, rtol=1e-4)
     assert not torch.allclose(fast, again)
+    with torch.inference_mode():  # a model built there (its tensors count no changes) runs too
+        built_there = registry.build_model("click_net").eval()
+        built_there.load_state_dict(net.state_dict())
+        torch.testing.assert_close(built_there(inputs), again)
 
 
 def test_click_maps_put_disks_in_their_channels():

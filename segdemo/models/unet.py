@@ -63,11 +63,12 @@ class ConvBNReLU(nn.Sequential):
         Without gradients they are kept until a parameter or statistic changes: a tensor's
         ``_version`` counts its in-place changes (loading weights, an optimiser's step), and
         its storage changes when it moves (``.to``). Folding anew at every call costs about as
-        much as a small convolution."""
-        if torch.is_grad_enabled():
-            return self._fold()
+        much as a small convolution. Tensors made in inference mode count no changes, so a
+        model built there folds at every call."""
         conv, bn = self[0], self[1]
         tensors = (conv.weight, bn.weight, bn.bias, bn.running_mean, bn.running_var)
+        if torch.is_grad_enabled() or any(t.is_inference() for t in tensors):
+            return self._fold()
         key = tuple((id(t), t.data_ptr(), t._version) for t in tensors)
         kept = getattr(self, "_kept_fold", None)  # one attribute: threads share the module
         if kept is None or kept[0] != key:
