@@ -64,6 +64,24 @@ def random_weights(tmp_path_factory):
     registry.clear_cache()
 
 
+@pytest.fixture
+def as_trained():
+    """Gives a model's batch norms non-trivial statistics and scales, as after training, so
+    that folding them into the convolutions is put to a real test; returns the model."""
+    import torch
+
+    def trained(model):
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.5, 2.0)
+                module.weight.data.uniform_(0.5, 1.5)
+                module.bias.data.uniform_(-0.2, 0.2)
+        return model
+
+    return trained
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     """Expose each phase's report on the test item, so fixtures can react to a failure."""

@@ -47,18 +47,11 @@ def test_the_network_takes_image_clicks_and_mask_at_any_size():
             assert net(torch.rand(1, 6, h, w)).shape == (1, 1, h, w)
 
 
-def test_inference_gives_the_layers_own_function():
+def test_inference_gives_the_layers_own_function(as_trained):
     """Eval mode folds each norm into its convolution, keeps the folded weights, and merges
     a decoder level without concatenating: the same function as the layers as written."""
     torch.manual_seed(0)
-    net = registry.build_model("click_net")
-    for module in net.modules():  # non-trivial statistics, as after training
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.running_mean.uniform_(-0.5, 0.5)
-            module.running_var.uniform_(0.5, 2.0)
-            module.weight.data.uniform_(0.5, 1.5)
-            module.bias.data.uniform_(-0.2, 0.2)
-    net.eval()
+    net = as_trained(registry.build_model("click_net")).eval()
     inputs = torch.rand(1, 6, 70, 45)
 
     def as_written() -> torch.Tensor:

@@ -67,7 +67,6 @@ class Merge(nn.Module):
 
     def __init__(self, coarse: int, skip: int, cout: int):
         super().__init__()
-        self.coarse = coarse
         self.reduce = ConvBNReLU(coarse + skip, cout, kernel=1)
         self.refine = ConvBNReLU(cout, cout)
 
@@ -76,9 +75,10 @@ class Merge(nn.Module):
             x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
             return self.refine(self.reduce(torch.cat([x, skip], 1)))
         weight, bias = self.reduce.folded()
-        x = F.conv2d(x, weight[:, : self.coarse])
+        coarse = x.shape[1]  # the first input channels of the 1×1 convolution are x's
+        x = F.conv2d(x, weight[:, :coarse])
         x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
-        x = F.relu(x + F.conv2d(skip, weight[:, self.coarse :], bias), inplace=True)
+        x = F.relu(x + F.conv2d(skip, weight[:, coarse:], bias), inplace=True)
         return self.refine(x)
 
 
