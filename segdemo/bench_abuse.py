@@ -67,11 +67,12 @@ class Server:
     process: subprocess.Popen
     log: Path
 
-    def memory_mb(self) -> dict[str, float]:
-        """The resident memory of the server and its helper processes now (``rss``) and the
-        sum of their highest so far (``peak``), in MiB, from /proc (Linux)."""
+    def memory_mb(self, helpers: bool = True) -> dict[str, float]:
+        """The resident memory of the server and (unless ``helpers`` is false) its helper
+        processes now (``rss``) and the sum of their highest so far (``peak``), in MiB, from
+        /proc (Linux)."""
         totals = {"VmRSS": 0.0, "VmHWM": 0.0}
-        for pid in [self.process.pid, *_children(self.process.pid)]:
+        for pid in [self.process.pid, *(_children(self.process.pid) if helpers else [])]:
             try:
                 status = Path(f"/proc/{pid}/status").read_text()
             except FileNotFoundError:  # a helper that has just ended
