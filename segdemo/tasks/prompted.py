@@ -2,8 +2,9 @@
 of all users share the machine.
 
 - ``prompter_for`` gives a registered model's prompter; the registry's spec says which kind.
-- ``prepare`` and ``propose`` are the only ways to the model: each takes the model turn, and
-  ``propose`` applies the rules of a prompted mask: a lone click asks for several masks where
+- ``prepare`` and ``propose`` are the only ways to the model: each takes the model turn and
+  runs on the model's own thread (``torch_threads``, like the models' loading), and ``propose``
+  applies the rules of a prompted mask: a lone click asks for several masks where
   the model can give them (as SAM's interactive use does); given the photo, each proposal is
   refined on it (``tasks.refine``) and the mask shown goes back to the model; and every
   clicked disc keeps its label (``prompts.settle_clicks``).
@@ -32,6 +33,7 @@ from segdemo.tasks.promptable import ImageState, Prediction, Prompter
 from segdemo.tasks.refine import edge_contrast
 from segdemo.tasks.refine_helper import refine_views
 from segdemo.tasks.sam_prompter import EVERYTHING_MIN_IOU, SamPrompter
+from segdemo.torch_threads import on_model_thread
 
 PROMPTERS: dict[str, Callable[[Any], Prompter]] = {"sam": SamPrompter, "click": ClickPrompter}
 
@@ -67,14 +69,14 @@ def model_turn(wait: float | None = None):
 def prompter_for(model_name: str) -> Prompter:
     """The prompter of a registered prompted model (the model is loaded once and shared; a
     prompter is a stateless wrapper around it)."""
-    model = load_model(model_name, task="prompted")
+    model = on_model_thread(lambda: load_model(model_name, task="prompted"))
     return PROMPTERS[get_spec(model_name).prompter](model)
 
 
 def prepare(prompter: Prompter, pixels: np.ndarray) -> ImageState:
     """``prompter.prepare`` in the model's turn."""
     with model_turn():
-        return prompter.prepare(pixels)
+        return on_model_thread(lambda: prompter.prepare(pixels))
 
 
 def propose(
@@ -108,7 +110,8 @@ def propose(
         on_network(settle_clicks(own[None], prompts.clicks)[0])
 
     wants_draft = photo is not None and on_network is not None
-    with model_turn(wait):
+
+    def work() -> Prediction:
         prediction = prompter.predict(
             image, prompts, feedback, several, draft if wants_draft else None
         )
@@ -116,6 +119,10 @@ def propose(
             if wants_draft and not drafted:  # the prompter did not hand it over early
                 draft(prediction.masks[prediction.best])
             prediction = refined(prompter, prediction, photo, prompts, previous)
+        return prediction
+
+    with model_turn(wait):
+        prediction = on_model_thread(work)
     return replace(prediction, masks=settle_clicks(prediction.masks, prompts.clicks))
 
 
@@ -201,7 +208,7 @@ def _refined_alone(prompter: Prompter, photo: np.ndarray, mask: np.ndarray) -> n
     own so other users' clicks go between them."""
     one = Prediction(mask[None], np.ones(1, np.float32), (None,))
     with model_turn():
-        return refined(prompter, one, photo, Prompts()).masks[0]
+        return on_model_thread(lambda: refined(prompter, one, photo, Prompts()).masks[0])
 
 
 def grid_candidates(

@@ -28,6 +28,7 @@ from segdemo.imaging import (
 from segdemo.prompts import PromptError
 from segdemo.registry import ModelUnavailableError, UnknownModelError
 from segdemo.tasks.finetune import LabelError
+from segdemo.torch_threads import in_passing_thread
 from segdemo.weights import WeightsError
 
 log = logging.getLogger("segdemo")
@@ -161,13 +162,15 @@ def result_image(label: str, **kwargs) -> gr.Image:
 def user_errors(fn: Callable) -> Callable:
     """Turn failures a user can cause into ``gr.Error`` messages; log and hide the rest.
 
-    Either way the request ends cleanly and the server goes on serving everyone else.
+    Either way the request ends cleanly and the server goes on serving everyone else. The
+    handler runs on a thread that ends with it (``torch_threads.in_passing_thread``), so the
+    torch threads it wakes do not slow every later click down.
     """
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
-            return fn(*args, **kwargs)
+            return in_passing_thread(lambda: fn(*args, **kwargs))
         except gr.Error:
             raise
         except USER_ERRORS as err:
