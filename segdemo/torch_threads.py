@@ -44,18 +44,5 @@ def on_model_thread(work: Callable[[], T]) -> T:
 def in_passing_thread(work: Callable[[], T]) -> T:
     """``work()`` run on a new thread that ends with it, with this thread's context (Gradio's
     request and progress live there); its result, or its error raised here."""
-    context = contextvars.copy_context()
-    outcome: dict[str, object] = {}
-
-    def run() -> None:
-        try:
-            outcome["value"] = context.run(work)
-        except BaseException as err:  # handed to the caller, who reports it
-            outcome["error"] = err
-
-    thread = threading.Thread(target=run, name="segdemo-request")
-    thread.start()
-    thread.join()
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["value"]
+    with ThreadPoolExecutor(1, thread_name_prefix="segdemo-request") as passing:
+        return passing.submit(contextvars.copy_context().run, work).result()

@@ -44,7 +44,8 @@ def test_prompted_model_work_runs_on_one_thread_from_any_caller(random_weights):
 
 
 def test_the_model_thread_may_call_itself_and_hands_errors_back():
-    assert on_model_thread(lambda: on_model_thread(lambda: threading.current_thread().name))
+    inner = on_model_thread(lambda: on_model_thread(lambda: threading.current_thread().name))
+    assert inner.startswith(MODEL_THREAD_NAME)
     with pytest.raises(ZeroDivisionError):
         on_model_thread(lambda: 1 / 0)
     assert on_model_thread(lambda: 7) == 7  # and it still serves after an error

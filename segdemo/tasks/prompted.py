@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -34,6 +34,8 @@ from segdemo.tasks.refine import edge_contrast
 from segdemo.tasks.refine_helper import refine_views
 from segdemo.tasks.sam_prompter import EVERYTHING_MIN_IOU, SamPrompter
 from segdemo.torch_threads import on_model_thread
+
+T = TypeVar("T")
 
 PROMPTERS: dict[str, Callable[[Any], Prompter]] = {"sam": SamPrompter, "click": ClickPrompter}
 
@@ -66,6 +68,12 @@ def model_turn(wait: float | None = None):
     return waited(MODEL_TURN, seconds, "The server is busy with other users' clicks: click again.")
 
 
+def in_model_turn(work: Callable[[], T], wait: float | None = None) -> T:
+    """``work()`` in the model's turn (``model_turn(wait)``), on the model's own thread."""
+    with model_turn(wait):
+        return on_model_thread(work)
+
+
 def prompter_for(model_name: str) -> Prompter:
     """The prompter of a registered prompted model (the model is loaded once and shared; a
     prompter is a stateless wrapper around it)."""
@@ -75,8 +83,7 @@ def prompter_for(model_name: str) -> Prompter:
 
 def prepare(prompter: Prompter, pixels: np.ndarray) -> ImageState:
     """``prompter.prepare`` in the model's turn."""
-    with model_turn():
-        return on_model_thread(lambda: prompter.prepare(pixels))
+    return in_model_turn(lambda: prompter.prepare(pixels))
 
 
 def propose(
@@ -121,8 +128,7 @@ def propose(
             prediction = refined(prompter, prediction, photo, prompts, previous)
         return prediction
 
-    with model_turn(wait):
-        prediction = on_model_thread(work)
+    prediction = in_model_turn(work, wait)
     return replace(prediction, masks=settle_clicks(prediction.masks, prompts.clicks))
 
 
@@ -207,8 +213,7 @@ def _refined_alone(prompter: Prompter, photo: np.ndarray, mask: np.ndarray) -> n
     """A generated mask (no click of its own) refined on the photo, in a model turn of its
     own so other users' clicks go between them."""
     one = Prediction(mask[None], np.ones(1, np.float32), (None,))
-    with model_turn():
-        return on_model_thread(lambda: refined(prompter, one, photo, Prompts()).masks[0])
+    return in_model_turn(lambda: refined(prompter, one, photo, Prompts()).masks[0])
 
 
 def grid_candidates(
