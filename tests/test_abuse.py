@@ -201,11 +201,14 @@ def test_bad_input_gets_messages_and_the_log_stays_short(server, files, user):
     assert "not an image that can be read" in page.open(str(files["eps"]))["error"]
     for path in ("a\0b", "/tmp/" + "x" * 1_000_000, "/etc/passwd"):
         assert "Upload the photo through the page" in page.operate("open", path=path)["error"]
-    # Another visitor's upload (the ordinary user's photo, uploaded from its address).
-    with open(files["small"], "rb") as f:
+    # Another visitor's upload: a photo only the ordinary user sent, from its own address.
+    only_theirs = write_png(files["folder"] / "only_theirs.png", 321, 241)
+    with open(only_theirs, "rb") as f:
         theirs = user.http.post("/gradio_api/upload", files={"files": f}).json()[0]
     assert "Upload the photo through the page" in page.operate("open", path=theirs)["error"]
-    assert "error" not in page.open(str(files["small"]))
+    # The same photo uploaded by both: Gradio gives it one path, and each may open it.
+    assert "error" not in page.open(str(only_theirs))
+    assert "error" not in user.operate("open", path=theirs)
     for label in (2, "1", None):
         prompt = {"kind": "point", "x": 10, "y": 10, "label": label}
         assert "error" in page.operate("prompt", prompt=prompt)
@@ -215,6 +218,18 @@ def test_bad_input_gets_messages_and_the_log_stays_short(server, files, user):
     assert server.log.stat().st_size - log_before < 20_000
     assert "Traceback" not in server.log.read_text()
     still_clicks(user)
+
+
+def test_an_upload_is_kept_for_each_client_that_sent_it():
+    uploads = guard.Uploads(size=3)
+    uploads.add("10.0.0.1", ["/up/a.png"])
+    uploads.add("10.0.0.2", ["/up/a.png"])  # the same bytes, so the same path
+    assert uploads.uploaded_by("10.0.0.1", "/up/a.png")
+    assert uploads.uploaded_by("10.0.0.2", "/up/a.png")
+    assert not uploads.uploaded_by("10.0.0.3", "/up/a.png")
+    uploads.add("10.0.0.3", ["/up/b.png", "/up/c.png"])  # the oldest pair is forgotten
+    assert not uploads.uploaded_by("10.0.0.1", "/up/a.png")
+    assert uploads.uploaded_by("10.0.0.2", "/up/a.png")
 
 
 def test_a_flood_of_pages_evicts_no_one(server, files, user):

@@ -126,25 +126,26 @@ def _noting(send, client: str):
 
 
 class Uploads:
-    """Which client uploaded which file, for the last ``MAX_UPLOADS_KEPT`` files: the picture
-    opens only a file its own client uploaded (or an example)."""
+    """Which client uploaded which file, for the last ``MAX_UPLOADS_KEPT`` uploads: the picture
+    opens only a file its own client uploaded (or an example). Gradio names an upload by its
+    content, so two visitors who upload the same photo get the same path: each pair is kept."""
 
     def __init__(self, size: int = MAX_UPLOADS_KEPT):
         self.size = size
-        self._owners: OrderedDict[str, str] = OrderedDict()
+        self._pairs: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._lock = threading.Lock()
 
     def add(self, client: str, paths: list[str]) -> None:
         with self._lock:
             for path in paths:
-                self._owners[path] = client
-                self._owners.move_to_end(path)
-            while len(self._owners) > self.size:
-                self._owners.popitem(last=False)
+                self._pairs[(client, path)] = None
+                self._pairs.move_to_end((client, path))
+            while len(self._pairs) > self.size:
+                self._pairs.popitem(last=False)
 
     def uploaded_by(self, client: str, path: str) -> bool:
         with self._lock:
-            return self._owners.get(path) == client
+            return (client, path) in self._pairs
 
 
 UPLOADS = Uploads()
