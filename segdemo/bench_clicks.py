@@ -96,9 +96,11 @@ MASK_SHOWN_JS = """
 """
 
 
-def _timed_clicks(page, points, clicks_made, after_mask_s: float | None = None) -> list[float]:
+def _timed_clicks(page, points, clicks_made, after_mask_s: float | None = None) -> list[dict]:
     """Click ``points`` one a second, or ``after_mask_s`` after each click's mask shows (a
-    user correcting fast); returns the page's own click-to-frame times (ms)."""
+    user correcting fast); returns the page's own timings of each click: ``ms`` from the
+    pointer event to the frame, and on the server function's path ``server_ms``, the
+    server's own time for the call."""
     page.evaluate("window.segdemoTimings = []")
     for k, (x, y, positive) in enumerate(points):
         clicks_made(page, x, y, positive)
@@ -108,7 +110,7 @@ def _timed_clicks(page, points, clicks_made, after_mask_s: float | None = None) 
             page.evaluate(MASK_SHOWN_JS, k)
             page.wait_for_timeout(int(1000 * after_mask_s))
     page.evaluate(MASK_SHOWN_JS, len(points) - 1)  # the last click's mask, too
-    return [t["ms"] for t in page.evaluate("window.segdemoTimings")][WARM_UP:]
+    return page.evaluate("window.segdemoTimings")[WARM_UP:]
 
 
 def timing_summary(label: str, ms: list[float]) -> dict:
@@ -118,6 +120,15 @@ def timing_summary(label: str, ms: list[float]) -> dict:
         "median_ms": float(np.median(ms)),
         "p90_ms": float(np.percentile(ms, 90)),
     }
+
+
+def page_summary(label: str, timings: list[dict]) -> dict:
+    """``timing_summary`` of the page's click-to-frame times, with the median of the
+    server's own part where the answers carry it: the rest is the page's (the request, the
+    answer's decoding and drawing) and the browser's share of the cores."""
+    summary = timing_summary(label, [t["ms"] for t in timings])
+    server = [t["server_ms"] for t in timings if t.get("server_ms") is not None]
+    return {**summary, "server_median_ms": float(np.median(server)) if server else None}
 
 
 def picture_latency(
@@ -142,7 +153,7 @@ def picture_latency(
         set_refinement,
     )
 
-    photos, ms = [photo] if isinstance(photo, str) else photo, []
+    photos, timings = [photo] if isinstance(photo, str) else photo, []
     with browser_page() as page:
         if queue:
             page.route("**/component_server**", lambda route: route.abort())
@@ -154,11 +165,11 @@ def picture_latency(
             if k == 0 and not refined:
                 set_refinement(page, False)
             points = click_points(Image.open(path).size[::-1], clicks + WARM_UP)
-            ms += _timed_clicks(page, points, click_picture, after_mask_s)
+            timings += _timed_clicks(page, points, click_picture, after_mask_s)
     how = ["queue fallback" if queue else "server function"]
     how += [] if refined else ["network alone"]
     how += [] if after_mask_s is None else [f"next click {after_mask_s:g} s after the mask"]
-    return timing_summary(f"{model}, picture ({', '.join(how)})", ms)
+    return page_summary(f"{model}, picture ({', '.join(how)})", timings)
 
 
 # A first click on a new object: the network's own mask drawn at once (the draft), the
@@ -196,13 +207,13 @@ def first_click_latency(url: str, photos: list[str], clicks: int, drafts: bool =
                 page.evaluate(MASK_SHOWN_JS, k)
             drawn, timed = page.evaluate("[window.segdemoDrafts, window.segdemoTimings]")
             shown += [t["ms"] for t in drawn][1:]
-            refined += [t["ms"] for t in timed][1:]
+            refined += timed[1:]
     if not drafts:
         assert not shown, "a draft was drawn with the draft calls blocked"
-        return [timing_summary("first click, the refined mask, no draft (before)", refined)]
+        return [page_summary("first click, the refined mask, no draft (before)", refined)]
     return [
         timing_summary("first click, the network's own mask (draft)", shown),
-        timing_summary("first click, the refined mask, after the draft", refined),
+        page_summary("first click, the refined mask, after the draft", refined),
     ]
 
 
@@ -287,8 +298,9 @@ def reference_latency(photo: str, model: str, clicks: int) -> dict:
         # Its answers can take more than a second on a slow machine: each click then waits for
         # the last one's mask, a second after it, so that no answer is timed from a later click.
         positives = [(x, y, True) for x, y, _ in points]
-        ms = _timed_clicks(page, positives, clicks_made, after_mask_s=CLICK_EVERY_S)
-    return timing_summary(f"{model}, reference: gr.Image select, five outputs (the tab before)", ms)
+        timings = _timed_clicks(page, positives, clicks_made, after_mask_s=CLICK_EVERY_S)
+    label = f"{model}, reference: gr.Image select, five outputs (the tab before)"
+    return page_summary(label, timings)
 
 
 def click_latency(
@@ -433,14 +445,19 @@ def render(latency: list[dict], load: dict | None) -> str:
         "",
         "Headless Chromium on this machine, 640×480 photo, one click a second; the page's own "
         "time from the pointer event to the frame that shows the new mask. Browser and server "
-        f"share the machine's cores. {WARM_UP} warm-up clicks are not counted.",
+        f"share the machine's cores. {WARM_UP} warm-up clicks are not counted. The last column "
+        "is the median of the server's own time for the call (`server_ms`, where the path "
+        "reports it): the rest of a click's time is the request, the answer's decoding and the "
+        "frame.",
         "",
-        "| what | clicks | median (ms) | p90 (ms) |",
-        "|---|---|---|---|",
+        "| what | clicks | median (ms) | p90 (ms) | the server's part, median (ms) |",
+        "|---|---|---|---|---|",
     ]
     for row in latency:
+        server = row.get("server_median_ms")
         lines.append(
-            f"| {row['what']} | {row['clicks']} | {row['median_ms']:.0f} | {row['p90_ms']:.0f} |"
+            f"| {row['what']} | {row['clicks']} | {row['median_ms']:.0f} | {row['p90_ms']:.0f} "
+            f"| {'–' if server is None else f'{server:.0f}'} |"
         )
     if load:
         lines += [
